@@ -1,0 +1,3 @@
+"""ELGAN Studio: unsupervised foreground-background segmentation with Equivariant Layered GANs."""
+
+__version__ = "0.1.0"
