@@ -1,0 +1,80 @@
+"""Each loss term on hand cases."""
+
+import math
+
+import torch
+
+from elgan import losses
+from elgan.config import gan_config
+from elgan.fid import fd_between, frechet_distance
+from elgan.nets.discriminator import Discriminator
+
+
+def test_hinge():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert losses.hinge_d(real, fake).item() == (0 + 0.5) / 2 + (0 + 1) / 2
+    assert losses.hinge_g(torch.tensor([1.0, 3.0])).item() == -2.0
+
+
+def test_recovery_from_an_all_zero_mask_is_impossible():
+    """An all-background composite carries no information on c: a fresh head sits near log 200."""
+    torch.manual_seed(0)
+    D = Discriminator(gan_config(32, "E", width=4).discriminator)
+    background = torch.rand(64, 3, 32, 32) * 2 - 1
+    c = torch.randint(0, 200, (64,))
+    loss = losses.recovery_loss(D(background).category_logits, c)
+    assert abs(loss.item() - math.log(200)) < 0.3
+    perfect = torch.nn.functional.one_hot(c, 200).float() * 50
+    assert losses.recovery_loss(perfect, c).item() < 1e-6
+
+
+def test_binarization():
+    binary = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    assert losses.binarization_loss(binary).item() == 0
+    assert losses.binarization_loss(torch.full((1, 1, 4, 4), 0.5)).item() == 0.5
+    assert math.isclose(losses.binarization_loss(torch.full((1, 1, 4, 4), 0.8)).item(), 0.2, rel_tol=1e-6)
+
+
+def test_mask_size():
+    m = torch.zeros(2, 1, 10, 10)
+    m[0, :, :5] = 1  # area 0.5 -> no penalty; second mask empty -> eta
+    assert math.isclose(losses.mask_size_loss(m, 0.25).item(), 0.25 / 2, rel_tol=1e-6)
+
+
+def test_moment_regularizer():
+    torch.manual_seed(0)
+    z = torch.randn(20000, 10)
+    assert losses.moment_regularizer(z).item() < 0.01
+    assert math.isclose(losses.moment_regularizer(torch.zeros(4, 3)).item(), 3.0)  # ||0 - 1||^2 over 3 dims
+    assert math.isclose(losses.moment_regularizer(torch.full((4, 2), 2.0)).item(), 2 * 4 + 2 * 9)
+
+
+def test_perceptual_distance_and_equivariance_loss():
+    x = torch.zeros(2, 3, 4, 4)
+    y = torch.ones(2, 3, 4, 4)
+    assert losses.perceptual_distance([x], [y]).item() == 3.0  # input level: sum over channels, mean over u
+    f1, f2 = torch.tensor([[[[3.0]], [[4.0]]]]), torch.tensor([[[[6.0]], [[8.0]]]])
+    assert losses.perceptual_distance([x[:1], f1], [x[:1], f2]).item() < 1e-10  # normalised: scale-free
+
+    def pyramid(img):
+        return [img, img.mean(1, keepdim=True) + 2]
+
+    a = torch.rand(3, 3, 8, 8)
+    assert losses.equivariance_loss(pyramid, a, a).item() == 0
+    assert losses.equivariance_loss(pyramid, a, a + 0.5).item() > 0
+
+
+def test_equivariance_rampup():
+    assert losses.equivariance_weight(0, 0.5, 100) == 0
+    assert losses.equivariance_weight(50, 0.5, 100) == 0.25
+    assert losses.equivariance_weight(500, 0.5, 100) == 0.5
+
+
+def test_frechet_distance():
+    torch.manual_seed(0)
+    a, b = torch.randn(4000, 3), torch.randn(4000, 3)
+    assert fd_between(a, b) < 0.02
+    assert abs(fd_between(a, b + 2.0) - 12.0) < 0.2  # mean shift 2 in 3 dims
+    eye = torch.eye(2, dtype=torch.float64)
+    # tr(C1 + C2 - 2 sqrt(C1 C2)) for C1 = I, C2 = 4 I: 2 + 8 - 2 * 2 * 2 = 2
+    assert math.isclose(frechet_distance(torch.zeros(2), eye, torch.zeros(2), 4 * eye), 2.0, rel_tol=1e-9)

@@ -1,0 +1,60 @@
+"""Shapes and code dependencies of every ELGAN network at 32^2 and 64^2."""
+
+import pytest
+import torch
+
+from elgan.config import gan_config
+from elgan.nets.discriminator import Discriminator, SuperCategoryRecovery
+from elgan.nets.generator import LayeredGenerator, compose
+from elgan.nets.phi import LatentTransform
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes(size):
+    torch.manual_seed(0)
+    cfg = gan_config(size, "E", width=4)
+    G, D = LayeredGenerator(cfg.generator), Discriminator(cfg.discriminator)
+    E_pi, phi = SuperCategoryRecovery(cfg.discriminator), LatentTransform(cfg.phi)
+    z, c = G.sample_codes(3)
+    layers = G(z, c)
+    for t, ch in zip(layers, (3, 3, 1, 3), strict=True):
+        assert t.shape == (3, ch, size, size)
+    assert layers.background.abs().max() <= 1 and layers.foreground.abs().max() <= 1
+    assert 0 <= layers.mask.min() and layers.mask.max() <= 1
+    torch.testing.assert_close(layers.image, compose(layers.background, layers.foreground, layers.mask))
+    out = D(layers.image)
+    assert out.logits.shape == (3,) and out.category_logits.shape == (3, 200)
+    assert E_pi(layers.mask).shape == (3, 20)
+    eps = torch.rand(3, 4) * 2 - 1
+    zt = phi(z, eps)
+    assert zt.shape == z.shape
+    assert torch.equal(zt[:, 10:], z[:, 10:]), "Phi must only move the first d_T = 10 dims"
+    assert not torch.equal(zt[:, :10], z[:, :10])
+    torch.testing.assert_close(phi(z, torch.zeros(3, 4)), z)  # T_0^Z is the identity
+
+
+def test_codes_reach_the_right_layers():
+    """Background depends on z only; the mask on z and c_sup only; the foreground on c as well."""
+    torch.manual_seed(0)
+    G = LayeredGenerator(gan_config(32, "E", width=4).generator).eval()
+    z = torch.randn(1, 100).repeat(2, 1)
+    same_group = G(z, torch.tensor([30, 37]))  # both in super-category 3
+    assert torch.equal(same_group.background[0], same_group.background[1])
+    torch.testing.assert_close(same_group.mask[0], same_group.mask[1])
+    assert not torch.allclose(same_group.foreground[0], same_group.foreground[1])
+    other_group = G(z, torch.tensor([30, 150]))
+    assert not torch.allclose(other_group.mask[0], other_group.mask[1])
+    assert torch.equal(other_group.background[0], other_group.background[1])
+
+
+def test_spectral_norm_everywhere_in_discriminator():
+    cfg = gan_config(32, "E", width=4)
+    for net in (Discriminator(cfg.discriminator), SuperCategoryRecovery(cfg.discriminator)):
+        layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        assert layers and all(hasattr(m, "parametrizations") for m in layers)
+
+
+def test_orthogonal_init():
+    G = LayeredGenerator(gan_config(32, "E", width=4).generator)
+    w = G.background.stage.fc[0].weight  # [4096*..., 100]: orthonormal columns
+    torch.testing.assert_close(w.T @ w, torch.eye(w.shape[1]), atol=1e-4, rtol=0)
