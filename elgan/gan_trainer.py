@@ -252,8 +252,8 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, pr
 
 
 def _resumable(cfg: dict) -> dict:
-    """The parts of a config that must not change across a resume (budget and placement may)."""
-    return {k: v for k, v in cfg.items() if k not in ("max_minutes", "device", "threads")}
+    """The parts of a config that must not change across a resume (length, budget and placement may)."""
+    return {k: v for k, v in cfg.items() if k not in ("iters", "max_minutes", "device", "threads")}
 
 
 def _truncate_log(path: Path, step: int) -> None:

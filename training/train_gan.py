@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from elgan.config import ABLATIONS, SIZES, ConfigError, GanTrainConfig, from_dict, gan_config, to_dict
+from elgan.config import ABLATIONS, SIZES, ConfigError, GanTrainConfig, from_dict, gan_config, replace, to_dict
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16, help="generator width (FineGAN ngf; the paper's is 64)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (default: --width)")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--iters", type=int, default=20000)
+    p.add_argument("--iters", type=int, default=None, help="total iterations (default 20000; with --resume: "
+                   "extend or shorten the run)")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--equi-rampup", type=int, default=None, help="t_1 of the equivariance ramp-up, iterations "
@@ -52,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
-    rampup = args.equi_rampup if args.equi_rampup is not None else max(1, args.iters // 2)
+    iters = args.iters if args.iters is not None else 20000
+    rampup = args.equi_rampup if args.equi_rampup is not None else max(1, iters // 2)
     return gan_config(
-        args.size, args.config, args.width, args.d_width, data=args.data, batch=args.batch, iters=args.iters,
+        args.size, args.config, args.width, args.d_width, data=args.data, batch=args.batch, iters=iters,
         lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, rotnet=args.rotnet,
         rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, fd_samples=args.fd_samples,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
@@ -72,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             if not saved.exists():
                 parser.error(f"--resume: {saved} does not exist")
             cfg = from_dict(GanTrainConfig, json.loads(saved.read_text()))
-            if args.max_minutes:  # the one setting a resumed run may change: its wall-time budget
-                from elgan.config import replace
-                cfg = replace(cfg, max_minutes=args.max_minutes)
+            # what a resumed run may change: its length, wall-time budget and placement
+            changes = {"max_minutes": args.max_minutes, "device": args.device, "threads": args.threads}
+            if args.iters is not None:
+                changes["iters"] = args.iters
+            cfg = replace(cfg, **changes)
         else:
             cfg = config_from_args(args)
     except ConfigError as exc:

@@ -19,7 +19,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class RotNetConfig:
-    width: int = 32  # channels of the first block; doubles per block
+    width: int = 16  # channels of the first block; doubles per block (small: it runs in every G step)
     blocks: int = 3  # conv blocks, each followed by 2x average pooling; one feature level each
 
 
