@@ -124,6 +124,7 @@ def ablation(name: str) -> tuple[PerturbConfig, LossConfig]:
 @dataclass(frozen=True)
 class GanTrainConfig:
     data: str = "synthetic"  # data spec: synthetic | cub:PATH | folder:PATH | lsun:PATH
+    data_limit: int = 0  # use only the first N training images (0 = all); for tests and quick trials
     size: int = 64  # working resolution of G and D
     ablation: str = "E"  # Table 3 configuration, A..E (E = full ELGAN)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)

@@ -16,7 +16,7 @@ import torch
 from . import losses
 from .config import GanTrainConfig
 from .nets.discriminator import Discriminator, SuperCategoryRecovery
-from .nets.generator import Layers, LayeredGenerator, compose
+from .nets.generator import LayeredGenerator, Layers, compose
 from .nets.phi import LatentTransform
 from .perturb import eps_to_params, sample_eps, transform_layers
 
@@ -79,7 +79,7 @@ class ElganLoss:
             total = total + self.cfg.loss.gamma_r * loss_c
             terms["d_recover_c"] = loss_c
         terms["d_total"] = total
-        return total, {k: float(v) for k, v in terms.items()}
+        return total, {k: v.item() for k, v in terms.items()}
 
     def g_phase(self, fake: FakeBatch, step: int, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_{G, E, Phi} L_adv^(G) + g_r L_r + g_b L_b + g_e(t) L_equi + g_reg L_reg (+ g_size L_size)."""
@@ -108,6 +108,6 @@ class ElganLoss:
             terms["gamma_equi"] = torch.tensor(weight)
             total = total + weight * terms["g_equivariance"] + lc.gamma_reg * terms["g_moment_reg"]
         terms["g_total"] = total
-        logs = {k: float(v) for k, v in terms.items()}
+        logs = {k: v.item() for k, v in terms.items()}
         logs.update(mask_statistics(fake.layers.mask))
         return total, logs

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
-from .config import GanTrainConfig, to_dict
+from .config import GanTrainConfig, from_dict, to_dict
 from .data import load_dataset
 from .data.augment import diff_augment, random_hflip, random_resized_crop
 from .fid import embed_batches, fd_between
@@ -70,7 +70,7 @@ class GanTrainer:
         self.step = 0
         self.best_fd: float | None = None
         self.real = load_dataset(cfg.data, "train", cfg.size, with_masks=False, seed=cfg.seed,
-                                 progress=progress).images  # uint8 [N, 3, H, W], kept on the CPU
+                                 limit=cfg.data_limit or None, progress=progress).images  # uint8 [N, 3, H, W], CPU
         self.feature_net = self._feature_net()
         self.loss = ElganLoss(cfg, self.G, self.D, self.E_pi, self.phi, self.feature_net.pyramid, self._diffaugment)
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
@@ -183,7 +183,8 @@ class GanTrainer:
 
     def load(self) -> None:
         state = ckpt.load_state(self.run_dir / "state.safetensors")
-        if _resumable(state["config"]) != _resumable(json.loads(json.dumps(to_dict(self.cfg)))):
+        saved = to_dict(from_dict(GanTrainConfig, state["config"]))  # fills fields added since the run began
+        if _resumable(json.loads(json.dumps(saved))) != _resumable(json.loads(json.dumps(to_dict(self.cfg)))):
             raise ckpt.CheckpointError(f"{self.run_dir}: the run was started with another configuration; "
                                        "resume with the same flags (see its config.json)")
         for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True):

@@ -79,7 +79,8 @@ def warp(x: torch.Tensor, p: AffineParams) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def transform_layers(foreground: torch.Tensor, mask: torch.Tensor, p: AffineParams) -> tuple[torch.Tensor, torch.Tensor]:
+def transform_layers(foreground: torch.Tensor, mask: torch.Tensor,
+                     p: AffineParams) -> tuple[torch.Tensor, torch.Tensor]:
     """T^X of the foreground [N, 3, H, W] and mask [N, 1, H, W] in one batched grid_sample."""
     out = warp(torch.cat([foreground, mask], 1), p)
     return out[:, :3], out[:, 3:]

@@ -19,10 +19,10 @@ from .nets.rotnet import RotNet, RotNetConfig, VGGFeatures, freeze, rotation_bat
 
 
 def train_rotnet(images: torch.Tensor, iters: int, rng: torch.Generator, device: torch.device,
-                 cfg: RotNetConfig = RotNetConfig(), batch: int = 64, lr: float = 1e-3,
+                 cfg: RotNetConfig | None = None, batch: int = 64, lr: float = 1e-3,
                  on_step: Callable[[int, float, float], None] | None = None) -> RotNet:
     """images: uint8 [N, 3, H, W]. Returns the trained net (frozen, eval mode)."""
-    net = RotNet(cfg).to(device)
+    net = RotNet(cfg or RotNetConfig()).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for step in range(iters):
         idx = torch.randint(0, images.shape[0], (batch,), generator=rng)
@@ -36,7 +36,7 @@ def train_rotnet(images: torch.Tensor, iters: int, rng: torch.Generator, device:
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step(step, float(loss), float((logits.argmax(1) == labels).float().mean()))
+            on_step(step, loss.item(), (logits.argmax(1) == labels).float().mean().item())
     return freeze(net)
 
 

@@ -31,8 +31,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class RotNet(nn.Module):
     """Conv blocks + a 4-way rotation classifier; the blocks' outputs are the perceptual features."""
 
-    def __init__(self, cfg: RotNetConfig = RotNetConfig()) -> None:
+    def __init__(self, cfg: RotNetConfig | None = None) -> None:
         super().__init__()
+        cfg = cfg or RotNetConfig()
         self.cfg = cfg
         chans = [3] + [cfg.width * 2**i for i in range(cfg.blocks)]
         self.blocks = nn.ModuleList(_block(chans[i], chans[i + 1]) for i in range(cfg.blocks))
