@@ -20,8 +20,9 @@ class DoubleConv(nn.Sequential):
     """(3x3 conv, BN, ReLU) x 2; no conv bias since BN follows."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class Down(nn.Sequential):
@@ -48,11 +49,14 @@ class UNet(nn.Module):
     """F_theta: image [N, 3, H, W] in [-1, 1] -> foreground logits [N, 1, H, W].
 
     H and W must be multiples of 2**depth (32, 64 and 128 all are for the default depth 4).
+    `input_size` is the resolution it was trained at (not a weight: trainers and loaders set it); the
+    evaluation protocol resizes images to it and upsamples the prediction back.
     """
 
-    def __init__(self, cfg: UNetConfig) -> None:
+    def __init__(self, cfg: UNetConfig, input_size: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.input_size = input_size
         ch = [cfg.base * 2**i for i in range(cfg.depth + 1)]  # channels per level, finest first
         self.inc = DoubleConv(cfg.in_channels, ch[0])
         self.downs = nn.ModuleList(Down(ch[i], ch[i + 1]) for i in range(cfg.depth))

@@ -1,0 +1,100 @@
+"""Time one ELGAN training iteration, split by phase, next to its FLOP count and this machine's floor.
+
+  python benchmarks/bench_train_step.py --size 64 --width 12 --batch 32 [--channels-last] [--iters 10]
+
+Prints a table: milliseconds per phase (median over --iters iterations), the FLOPs of the forward and
+backward passes (torch.utils.flop_counter), the measured matmul throughput of this machine (the
+same run) and the fraction of the FLOP floor reached. Uses random real images so that only compute
+is measured (the data pipeline is a memory index, negligible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from datetime import date
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import elgan.gan_trainer as gt
+from elgan import losses
+from elgan.config import gan_config
+from elgan.data.base import ImageSet
+
+
+def matmul_gflops(seconds: float = 1.0) -> float:
+    """Sustained fp32 GEMM throughput of this machine (1024^3), the denominator of the floor."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return 2 * 1024**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=64, choices=(32, 64, 128))
+    p.add_argument("--width", type=int, default=12)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--config", default="E")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = args.size
+    gt.load_dataset = lambda *a, **k: ImageSet(torch.randint(0, 255, (256, 3, s, s), dtype=torch.uint8), None, "random")
+    cfg = gan_config(s, args.config, width=args.width, batch=args.batch, rotnet_iters=1, device="cpu")
+    tr = gt.GanTrainer(cfg, tempfile.mkdtemp(), progress=False)
+    for _ in range(2):
+        tr.train_step()
+
+    phases: dict[str, list[float]] = {k: [] for k in ("generator pass (fwd)", "D phase (fwd+bwd+step)",
+                                                      "perceptual net (fwd, inside G phase)", "G phase (fwd+bwd+step)", "total")}
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        real = tr.real_batch()
+        fake = tr.loss.generate(cfg.batch, tr.rng, tr.device)
+        t1 = time.perf_counter()
+        d_total, _ = tr.loss.d_phase(real, fake, tr.rng)
+        tr.opt_d.zero_grad(set_to_none=True)
+        d_total.backward()
+        tr.opt_d.step()
+        t2 = time.perf_counter()
+        if cfg.loss.equivariance:
+            with torch.no_grad():
+                losses.equivariance_loss(tr.feature_net.pyramid, fake.walked, fake.perturbed)
+        t3 = time.perf_counter()
+        g_total, _ = tr.loss.g_phase(fake, tr.step, tr.rng)
+        tr.opt_g.zero_grad(set_to_none=True)
+        g_total.backward()
+        tr.opt_g.step()
+        t4 = time.perf_counter()
+        for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0 - (t3 - t2)), strict=True):
+            phases[k].append(v * 1000)
+
+    with FlopCounterMode(display=False) as counter:
+        tr.train_step()
+    flops = counter.get_total_flops()
+    gflops = matmul_gflops()
+    total_ms = statistics.median(phases["total"])
+    floor_ms = flops / (gflops * 1e9) * 1000
+    print(f"# ELGAN training iteration — {date.today()} — {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"config {args.config}, {s}x{s}, width {args.width}, batch {args.batch}\n")
+    print("| phase | median ms |\n|---|---|")
+    for k, v in phases.items():
+        print(f"| {k} | {statistics.median(v):.0f} |")
+    print(f"\nFLOPs per iteration (fwd+bwd, all nets): {flops / 1e9:.1f} GFLOP")
+    print(f"matmul throughput of this machine: {gflops:.1f} GFLOP/s -> floor {floor_ms:.0f} ms")
+    print(f"measured {total_ms:.0f} ms = {total_ms / floor_ms:.2f}x the floor; {args.batch / total_ms * 1000:.1f} img/s")
+
+
+if __name__ == "__main__":
+    main()

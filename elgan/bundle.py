@@ -1,0 +1,138 @@
+"""The app-facing model bundle: every network of a trained ELGAN in one safetensors file.
+
+A bundle is rebuilt from the file alone -- each network from the JSON config stored beside its weights
+(as nanoGPT rebuilds from ``model_args``) -- so a file trained with other widths or resolutions loads
+without any flag, and a file that does not fit fails with a message that says what is wrong rather
+than a raw state-dict error (the most common complaint in GAN demos' issue trackers).
+
+Networks in the file: ``generator`` (required), ``phi``, ``unet``, ``discriminator`` (optional).
+Configs: ``generator``, ``phi``, ``perturb``, ``unet``, ``discriminator``; metadata: free-form JSON
+(metrics, preset, data, wall times) plus ``unet_size``, the resolution the U-Net was trained at.
+GAN-trainer checkpoints (which add ``super_recovery`` and a ``train`` config) load as bundles too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .checkpoint import Bundle, CheckpointError, load_bundle, load_into, save_bundle
+from .config import (
+    ConfigError,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    PerturbConfig,
+    PhiConfig,
+    UNetConfig,
+    from_dict,
+)
+from .nets.discriminator import Discriminator
+from .nets.generator import LayeredGenerator
+from .nets.phi import LatentTransform
+from .nets.unet import UNet
+
+T = TypeVar("T")
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass
+class ModelBundle:
+    generator: LayeredGenerator  # G(z, c) -> Layers; eval mode
+    phi: LatentTransform | None  # latent walk T_eps^Z, None when the file has none
+    perturb: PerturbConfig  # the layer perturbation T_eps^X the GAN was trained with (eps <-> params)
+    unet: UNet | None  # segmentation network F_theta, None before section 3.4's step
+    discriminator: Discriminator | None  # D (with E_x), kept for the app's realism score; optional
+    metadata: dict[str, Any] = field(default_factory=dict)  # metrics, preset, data, wall times, ...
+    path: str = ""  # file it was loaded from
+    unet_size: int | None = None  # resolution the U-Net was trained at (inputs are resized to it)
+
+    @property
+    def size(self) -> int:
+        """The generator's output resolution."""
+        return self.generator.cfg.size
+
+
+def _config(bundle: Bundle, key: str, cls: type[T]) -> T:
+    try:
+        return from_dict(cls, bundle.config(key))
+    except ConfigError as exc:
+        raise CheckpointError(f"{bundle.path}: the stored {key!r} config is invalid: {exc}") from exc
+
+
+def _build(bundle: Bundle, name: str, cls: type[M], cfg: Any, device: str | torch.device) -> M:
+    net = cls(cfg)
+    try:
+        load_into(net, bundle.state_dict(name), what=f"{bundle.path}: network {name!r}")
+    except CheckpointError:
+        raise
+    except RuntimeError as exc:  # anything load_state_dict still rejects
+        raise CheckpointError(f"{bundle.path}: network {name!r} does not load: {exc}") from exc
+    return net.to(device).eval()
+
+
+def unet_size_of(bundle: Bundle) -> int | None:
+    """The U-Net's working resolution: metadata ``unet_size``, else the generator's size, else None."""
+    size = bundle.metadata.get("unet_size")
+    if size is None and "generator" in bundle.configs:
+        size = bundle.configs["generator"].get("size")
+    return int(size) if size is not None else None
+
+
+def load_unet(path: str | os.PathLike, device: str | torch.device = "cpu") -> UNet:
+    """Only the U-Net of any bundle (pipeline bundle or U-Net checkpoint), its input_size set."""
+    return _unet(load_bundle(path, require=["unet"]), device)
+
+
+def _unet(bundle: Bundle, device: str | torch.device) -> UNet:
+    unet = _build(bundle, "unet", UNet, _config(bundle, "unet", UNetConfig), device)
+    unet.input_size = unet_size_of(bundle)
+    return unet
+
+
+def load_model_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
+    """Rebuild every network stored in `path` (eval mode, on `device`); CheckpointError if it cannot."""
+    bundle = load_bundle(path)
+    if not bundle.has("generator"):
+        held = ", ".join(sorted(bundle.tensors)) or "none"
+        raise CheckpointError(f"{path}: holds no generator (networks: {held}); a model bundle needs one -- "
+                              "is this a U-Net-only checkpoint?")
+    gen_cfg = _config(bundle, "generator", GeneratorConfig)
+    generator = _build(bundle, "generator", LayeredGenerator, gen_cfg, device)
+    phi = _build(bundle, "phi", LatentTransform, _config(bundle, "phi", PhiConfig), device) \
+        if bundle.has("phi") else None
+    perturb = _config(bundle, "perturb", PerturbConfig) if "perturb" in bundle.configs else PerturbConfig()
+    if phi is not None and phi.cfg.eps_dim != perturb.eps_dim:
+        raise CheckpointError(f"{path}: phi takes {phi.cfg.eps_dim}-d eps but the perturbation config has "
+                              f"{perturb.eps_dim} degrees of freedom")
+    unet = _unet(bundle, device) if bundle.has("unet") else None
+    disc = _build(bundle, "discriminator", Discriminator,
+                  _config(bundle, "discriminator", DiscriminatorConfig), device) \
+        if bundle.has("discriminator") else None
+    return ModelBundle(generator=generator, phi=phi, perturb=perturb, unet=unet, discriminator=disc,
+                       metadata=dict(bundle.metadata), path=str(path),
+                       unet_size=unet.input_size if unet is not None else None)
+
+
+def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi: LatentTransform | None,
+                      perturb_cfg: PerturbConfig, unet: UNet | None = None,
+                      discriminator: Discriminator | None = None, metadata: dict[str, Any] | None = None,
+                      half: bool = False, unet_size: int | None = None) -> None:
+    """Write the networks with their configs (atomically); `half` stores fp16 weights (half the size).
+
+    `unet_size` defaults to the U-Net's input_size, else the generator's resolution.
+    """
+    networks: dict[str, nn.Module] = {"generator": generator}
+    configs: dict[str, Any] = {"generator": generator.cfg, "perturb": perturb_cfg}
+    meta = dict(metadata or {})
+    if phi is not None:
+        networks["phi"], configs["phi"] = phi, phi.cfg
+    if unet is not None:
+        networks["unet"], configs["unet"] = unet, unet.cfg
+        meta["unet_size"] = unet_size or unet.input_size or generator.cfg.size
+    if discriminator is not None:
+        networks["discriminator"], configs["discriminator"] = discriminator, discriminator.cfg
+    save_bundle(path, networks, configs, meta, half=half)

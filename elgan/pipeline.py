@@ -1,0 +1,276 @@
+"""The whole method in one call (Fig. 1): train the ELGAN, train a U-Net on its pairs, score it, bundle it.
+
+Stages and their folders under the run folder::
+
+    config.json                  the resolved PipelineConfig
+    gan/    (train_gan)          best.safetensors = lowest-FD GAN (the paper's model selection)
+    unet/   (train_unet)         best.safetensors = best IoU on held-out synthetic pairs (ILSGAN)
+    eval.json                    ACC / IoU / mIoU on eval_data's eval_split (when it has masks)
+    bundle.safetensors           generator, phi, unet, discriminator + configs + metrics, for the app
+
+A stage that finished writes ``DONE`` (its result and wall time) in its folder (evaluation: eval.json);
+``resume`` skips finished stages, resumes an interrupted one from its state, and starts the others. A
+stage stopped by its wall-time cap counts as finished: the cap is the budget.
+
+Presets: ``paper`` (the paper's settings: 128 px, FineGAN width 64, batch 32, 810 CUB epochs, U-Net
+12k x 95), ``cpu`` (64 px, sized to finish on 2 CPU cores in under 2 hours, each stage also capped by
+wall time) and ``tiny`` (32 px, a few dozen steps per stage: tests).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .checkpoint import atomic_write_text
+from .config import ConfigError, GanTrainConfig, UNetConfig, gan_config, register, to_dict
+from .unet_trainer import UNetTrainConfig
+
+PRESETS = ("paper", "cpu", "tiny")
+DONE = "DONE"  # a finished stage's result (JSON) in its folder; eval's result is EVAL
+EVAL = "eval.json"
+
+# ---- cpu preset sizing -------------------------------------------------------------------------------
+# The budget is 2 hours of wall time on 2 CPU cores for the whole pipeline. Speeds measured on the
+# project's 2-core box with 1 torch thread while other jobs held the other core (a conservative floor):
+CPU_GAN_ITERS_PER_S = 0.55  # ELGAN (config E) iterations/s at 64 px, width 16, batch 32 (18 img/s)
+CPU_UNET_IMGS_PER_S = 40.0  # U-Net (base 16, depth 4, channels-last) images/s at 64 px, G sampling included
+CPU_GAN_MINUTES = 85.0  # GAN stage share of the budget (also its hard wall-time cap)
+CPU_UNET_MINUTES = 25.0  # U-Net stage share (also its hard cap); the rest is RotNet, FD, evaluation
+CPU_UNET_BATCH = 32  # smaller than the paper's 95: more, cheaper steps fit the budget
+CPU_GAN_ITERS = int(CPU_GAN_MINUTES * 60 * CPU_GAN_ITERS_PER_S * 0.9)  # 10% for FD and checkpoints
+CPU_UNET_STEPS = int(CPU_UNET_MINUTES * 60 * CPU_UNET_IMGS_PER_S * 0.8 / CPU_UNET_BATCH)  # 20% for G + val
+
+# The paper: 810 epochs of CUB's 10,000 training images at batch 32, equivariance ramp-up over 400.
+PAPER_GAN_ITERS = 810 * 10_000 // 32
+PAPER_RAMPUP_ITERS = 400 * 10_000 // 32
+
+
+class PresetSpec(NamedTuple):
+    """Every knob a preset sets; overrides replace fields by name (``--gan-iters`` -> gan_iters)."""
+
+    size: int  # working resolution of G, D and the U-Net
+    gan_width: int  # FineGAN's ngf
+    gan_batch: int
+    gan_iters: int
+    gan_minutes: float  # wall-time cap of the GAN stage (0 = none)
+    rotnet_iters: int  # steps of the self-supervised perceptual net
+    fd_every: int  # iterations between Frechet distances (model selection)
+    fd_samples: int
+    unet_base: int  # U-Net channels at the first level
+    unet_depth: int
+    unet_batch: int
+    unet_steps: int
+    unet_minutes: float  # wall-time cap of the U-Net stage (0 = none)
+    val_size: int  # held-out synthetic pairs for U-Net checkpoint selection
+    val_every: int
+    eval_limit: int  # score only the first N eval images (0 = the whole split)
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+
+SPECS: dict[str, PresetSpec] = {
+    "paper": PresetSpec(size=128, gan_width=64, gan_batch=32, gan_iters=PAPER_GAN_ITERS, gan_minutes=0.0,
+                        rotnet_iters=2000, fd_every=5000, fd_samples=5000, unet_base=64, unet_depth=4,
+                        unet_batch=95, unet_steps=12_000, unet_minutes=0.0, val_size=1000, val_every=500,
+                        eval_limit=0),
+    "cpu": PresetSpec(size=64, gan_width=16, gan_batch=32, gan_iters=CPU_GAN_ITERS,
+                      gan_minutes=CPU_GAN_MINUTES, rotnet_iters=600, fd_every=1000, fd_samples=1000,
+                      unet_base=16, unet_depth=4,
+                      unet_batch=CPU_UNET_BATCH, unet_steps=CPU_UNET_STEPS, unet_minutes=CPU_UNET_MINUTES,
+                      val_size=500, val_every=250, eval_limit=0),
+    "tiny": PresetSpec(size=32, gan_width=4, gan_batch=8, gan_iters=30, gan_minutes=0.0, rotnet_iters=20,
+                       fd_every=15, fd_samples=64, unet_base=4, unet_depth=3, unet_batch=8, unet_steps=30,
+                       unet_minutes=0.0, val_size=32, val_every=15, eval_limit=64),
+}
+
+
+@register
+@dataclass(frozen=True)
+class PipelineConfig:
+    preset: str = "cpu"  # preset this config was built from: paper | cpu | tiny
+    data: str = "synthetic"  # GAN training images: synthetic | cub:PATH | folder:PATH | lsun:PATH
+    size: int = 64  # working resolution of G, D and the U-Net
+    gan: GanTrainConfig = field(default_factory=GanTrainConfig)  # stage 1
+    unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)  # stage 2 (stream source from stage 1's G)
+    eval_data: str = ""  # data spec scored in stage 3; "" = data
+    eval_split: str = "test"  # split of eval_data scored
+    eval_size: int = 128  # evaluation resolution (the literature's 128)
+    eval_limit: int = 0  # score only the first N images (0 = all)
+    eval_convention: str = "dataset"  # dataset | per_image (see metrics.py)
+    half: bool = False  # store fp16 weights in bundle.safetensors
+    out: str = ""  # run folder; "" = runs/pipeline-<preset>
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset fields changed by the user (recorded)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.gan.size != self.size or self.gan.data != self.data:
+            raise ConfigError("gan.size and gan.data must equal size and data")
+        if self.unet.source != "stream":
+            raise ConfigError("the pipeline trains its U-Net on the stream of its own GAN (source 'stream')")
+        if self.eval_size < 16 or self.eval_limit < 0:
+            raise ConfigError("eval_size must be >= 16 and eval_limit >= 0")
+        if self.eval_convention not in ("dataset", "per_image"):
+            raise ConfigError("eval_convention must be dataset or per_image")
+
+    @property
+    def eval_spec(self) -> str:
+        return self.eval_data or self.data
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/pipeline-{self.preset}")
+
+
+def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: Any) -> PipelineConfig:
+    """A consistent PipelineConfig from a preset; overrides name PresetSpec fields or PipelineConfig's
+    eval_data, eval_split, eval_size, eval_convention, half, out."""
+    if preset not in SPECS:
+        raise ConfigError(f"preset must be one of {PRESETS}, got {preset!r}")
+    top_keys = {"eval_data", "eval_split", "eval_size", "eval_convention", "half", "out"}
+    top = {k: overrides.pop(k) for k in list(overrides) if k in top_keys}
+    unknown = set(overrides) - set(PresetSpec._fields)
+    if unknown:
+        raise ConfigError(f"unknown pipeline override(s) {sorted(unknown)}; known: "
+                          f"{sorted(set(PresetSpec._fields) | top_keys)}")
+    s = SPECS[preset]._replace(**overrides)
+    common = {"seed": s.seed, "device": s.device, "threads": s.threads}
+    every = max(1, min(500, s.gan_iters // 10))
+    gan = gan_config(s.size, "E", s.gan_width, data=data, batch=s.gan_batch, iters=s.gan_iters,
+                     rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
+                     fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),
+                     sample_every=every, ckpt_every=every,
+                     # the paper ramps the equivariance weight up over 400 of its 810 epochs
+                     loss_overrides={"equi_rampup_iters": max(1, s.gan_iters * 400 // 810)}, **common)
+    unet = UNetTrainConfig(source="stream", size=s.size,
+                           unet=UNetConfig(base=s.unet_base, depth=s.unet_depth),
+                           steps=s.unet_steps, batch=s.unet_batch,
+                           lr_drop_step=s.unet_steps * 2 // 3,  # the paper drops at 8,000 of 12,000
+                           val_size=s.val_size, val_every=min(s.val_every, s.unet_steps),
+                           log_every=min(25, max(1, s.unet_steps // 10)),
+                           ckpt_every=min(500, max(1, s.unet_steps // 10)), max_minutes=s.unet_minutes,
+                           **common)
+    recorded = {**overrides, **{k: v for k, v in top.items() if k != "out"}}
+    if data != "synthetic":
+        recorded["data"] = data
+    return PipelineConfig(preset=preset, data=data, size=s.size, gan=gan, unet=unet, eval_limit=s.eval_limit,
+                          overrides=recorded, **top)
+
+
+class PipelineResult(NamedTuple):
+    bundle: Path  # bundle.safetensors
+    metrics: dict[str, Any] | None  # eval scores, or None when eval_data has no masks
+    wall_s: dict[str, float]  # seconds per stage (as first measured, also when skipped on resume)
+
+
+def _stage_gan(cfg: PipelineConfig, root: Path, progress: bool) -> dict[str, Any]:
+    from .gan_trainer import train_gan
+
+    folder = root / "gan"
+    t = time.perf_counter()
+    r = train_gan(cfg.gan, folder, resume=(folder / "state.safetensors").exists(), progress=progress)
+    return {"best_checkpoint": str(r.best_checkpoint), "steps": r.steps, "best_fd": r.best_fd,
+            "completed": r.completed, "wall_s": time.perf_counter() - t}
+
+
+def _stage_unet(cfg: PipelineConfig, root: Path, gan_best: str, progress: bool) -> dict[str, Any]:
+    from .bundle import load_model_bundle
+    from .unet_trainer import resolve_device, train_unet
+
+    folder = root / "unet"
+    t = time.perf_counter()
+    generator = load_model_bundle(gan_best, resolve_device(cfg.unet.device)).generator
+    r = train_unet(cfg.unet, folder, generator, resume=(folder / "state.safetensors").exists(),
+                   progress=progress)
+    return {"best_checkpoint": str(r.best_checkpoint), "steps": r.steps, "best_val_iou": r.best_val_iou,
+            "finished": r.finished, "imgs_per_s": r.imgs_per_s, "wall_s": time.perf_counter() - t}
+
+
+def _stage_eval(cfg: PipelineConfig, unet_best: str, progress: bool) -> dict[str, Any]:
+    from .bundle import load_unet
+    from .data import DataError
+    from .evaluate import evaluate_unet_detailed
+    from .unet_trainer import resolve_device
+
+    t = time.perf_counter()
+    unet = load_unet(unet_best, resolve_device(cfg.unet.device))
+    record: dict[str, Any] = {"data": cfg.eval_spec, "split": cfg.eval_split, "size": cfg.eval_size,
+                              "unet_size": unet.input_size, "protocol": "resize shorter side + centre crop"}
+    try:
+        ev = evaluate_unet_detailed(unet, cfg.eval_spec, cfg.eval_split, cfg.eval_size, cfg.eval_convention,
+                                    limit=cfg.eval_limit or None, progress=progress)
+        record["scores"] = ev.scores.as_dict()
+    except DataError as exc:  # e.g. a folder of photos without masks: nothing to score against
+        record["scores"], record["skipped"] = None, str(exc)
+    record["wall_s"] = time.perf_counter() - t
+    return record
+
+
+def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None, resume: bool = False,
+                 progress: bool = True, log: Callable[[str], None] = print) -> PipelineResult:
+    """GAN -> U-Net on its pairs -> evaluation -> bundle.safetensors; `resume` skips finished stages."""
+    from .bundle import load_model_bundle, load_unet, save_model_bundle
+
+    root = Path(out_dir) if out_dir is not None else cfg.run_dir
+    saved = root / "config.json"
+    if saved.exists() and not resume:
+        raise FileExistsError(f"{root} already holds a pipeline run; resume it (--resume) or choose "
+                              "another folder")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    stages: dict[str, dict[str, Any]] = {}
+    for name, marker in (("gan", root / "gan" / DONE), ("unet", root / "unet" / DONE), ("eval", root / EVAL)):
+        skipped = resume and marker.exists()
+        if skipped:
+            stages[name] = json.loads(marker.read_text())
+        else:
+            if name == "gan":
+                stages[name] = _stage_gan(cfg, root, progress)
+            elif name == "unet":
+                stages[name] = _stage_unet(cfg, root, stages["gan"]["best_checkpoint"], progress)
+            else:
+                stages[name] = _stage_eval(cfg, stages["unet"]["best_checkpoint"], progress)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(marker, json.dumps(stages[name], indent=2, sort_keys=True, default=str))
+        log(f"[{name}] {'(done earlier) ' if skipped else ''}{_summary(name, stages[name])}")
+
+    wall = {name: float(s["wall_s"]) for name, s in stages.items()}
+    t = time.perf_counter()
+    gan = load_model_bundle(stages["gan"]["best_checkpoint"])
+    unet = load_unet(stages["unet"]["best_checkpoint"])
+    metrics = stages["eval"]["scores"]
+    meta = {"preset": cfg.preset, "data": cfg.data, "overrides": cfg.overrides, "pipeline": to_dict(cfg),
+            "metrics": None if metrics is None else {**metrics, **{k: stages["eval"][k] for k in
+                                                                   ("data", "split", "size", "protocol")}},
+            "gan": {k: stages["gan"][k] for k in ("steps", "best_fd", "completed")},
+            "unet": {k: stages["unet"][k] for k in ("steps", "best_val_iou", "finished", "imgs_per_s")}}
+    bundle = root / "bundle.safetensors"
+    save_model_bundle(bundle, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator,
+                      {**meta, "wall_s": {**wall, "bundle": time.perf_counter() - t}}, half=cfg.half)
+    wall["bundle"] = time.perf_counter() - t
+    per_stage = ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
+    log(f"wall time: {per_stage}; total {sum(wall.values()):.0f} s")
+    log(f"bundle: {bundle}")
+    return PipelineResult(bundle, metrics, wall)
+
+
+def _summary(name: str, s: dict[str, Any]) -> str:
+    if name == "gan":
+        state = "done" if s["completed"] else "stopped by its time cap"
+        return f"{s['steps']} iterations ({state}), best FD {s['best_fd']}, {s['wall_s']:.0f} s"
+    if name == "unet":
+        state = "done" if s["finished"] else "stopped by its time cap"
+        iou = "-" if s["best_val_iou"] is None else f"{s['best_val_iou']:.3f}"
+        return f"{s['steps']} steps ({state}), best synthetic-val IoU {iou}, {s['wall_s']:.0f} s"
+    if s["scores"] is None:
+        return f"skipped: {s.get('skipped')}"
+    sc = s["scores"]
+    return (f"{s['data']} [{s['split']}] n={sc['n']} ({sc['convention']}): ACC {100 * sc['acc']:.1f} "
+            f"IoU {100 * sc['iou']:.1f} mIoU {100 * sc['miou']:.1f}, {s['wall_s']:.0f} s")

@@ -1,0 +1,83 @@
+"""The one-command pipeline, end to end on the tiny preset (CPU, well under a minute)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from elgan.config import ConfigError, from_dict, to_dict
+from elgan.pipeline import CPU_GAN_MINUTES, CPU_UNET_MINUTES, PAPER_GAN_ITERS, PipelineConfig, pipeline_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_presets() -> None:
+    paper = pipeline_config("paper", "cub:/data/CUB_200_2011")
+    assert paper.size == 128 and paper.gan.size == 128 and paper.gan.generator.width == 64
+    assert paper.gan.batch == 32 and paper.gan.iters == PAPER_GAN_ITERS == 253_125
+    unet = paper.unet
+    assert (unet.steps, unet.batch, unet.lr_drop_step, unet.size) == (12000, 95, 8000, 128)
+    cpu = pipeline_config("cpu")
+    assert cpu.size == 64 and cpu.gan.max_minutes + cpu.unet.max_minutes <= 115  # the 2-hour budget
+    assert cpu.gan.max_minutes == CPU_GAN_MINUTES and cpu.unet.max_minutes == CPU_UNET_MINUTES
+    tiny = pipeline_config("tiny", gan_iters=12, unet_steps=9)
+    assert tiny.gan.iters == 12 and tiny.unet.steps == 9 and tiny.unet.lr_drop_step == 6
+    assert tiny.overrides == {"gan_iters": 12, "unet_steps": 9}
+    assert from_dict(PipelineConfig, to_dict(tiny)) == tiny
+    with pytest.raises(ConfigError, match="unknown"):
+        pipeline_config("tiny", gan_itres=3)
+    with pytest.raises(ConfigError):
+        pipeline_config("huge")
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from elgan.bundle import load_model_bundle
+    from training.evaluate import main as evaluate_main
+    from training.pipeline import main
+
+    out = tmp_path / "run"
+    assert main(["--preset", "tiny", "--out", str(out), "--threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "[gan]" in printed and "[unet]" in printed and "[eval]" in printed and "wall time" in printed
+    scores = json.loads(printed.strip().splitlines()[-1])
+    assert set(scores) == {"acc", "iou", "miou", "n"} and scores["n"] == 64
+
+    bundle = load_model_bundle(out / "bundle.safetensors")
+    assert bundle.unet is not None and bundle.phi is not None and bundle.discriminator is not None
+    assert bundle.size == 32 and bundle.unet_size == 32
+    meta = bundle.metadata
+    assert meta["preset"] == "tiny" and meta["overrides"] == {"threads": 1}
+    assert meta["metrics"]["iou"] == scores["iou"] and meta["metrics"]["size"] == 128
+    assert set(meta["wall_s"]) == {"gan", "unet", "eval", "bundle"}
+    assert json.loads((out / "config.json").read_text())["preset"] == "tiny"
+    z, c = bundle.generator.sample_codes(2)
+    with torch.no_grad():
+        assert bundle.unet(bundle.generator(z, c).image).shape == (2, 1, 32, 32)
+
+    # resume: every stage is done, so only the bundle is rewritten
+    assert main(["--resume", "--out", str(out), "--no-progress"]) == 0
+    assert "(done earlier)" in capsys.readouterr().out
+    # a second fresh run into the same folder is refused instead of overwriting it
+    assert main(["--preset", "tiny", "--out", str(out), "--no-progress"]) == 2
+    # the bundle scores through the evaluate CLI just like a U-Net checkpoint
+    assert evaluate_main(["--unet", str(out / "bundle.safetensors"), "--data", "synthetic", "--limit", "16",
+                          "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 16
+
+
+def test_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.pipeline import main
+
+    assert main(["--preset", "cpu", "--unet-steps", "100", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["preset"] == "cpu" and cfg["unet"]["steps"] == 100 and cfg["size"] == 64
