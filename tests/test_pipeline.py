@@ -12,14 +12,6 @@ from elgan.config import ConfigError, from_dict, to_dict
 from elgan.pipeline import CPU_GAN_MINUTES, CPU_UNET_MINUTES, PAPER_GAN_ITERS, PipelineConfig, pipeline_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_presets() -> None:
     paper = pipeline_config("paper", "cub:/data/CUB_200_2011")
     assert paper.size == 128 and paper.gan.size == 128 and paper.gan.generator.width == 64

@@ -23,15 +23,6 @@ from elgan.synthesis import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine run far faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def generator() -> LayeredGenerator:
     torch.manual_seed(0)

@@ -11,15 +11,6 @@ from elgan.nets.unet import UNet
 from elgan.unet_trainer import segmentation_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine run far faster on one thread than on two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("size", [32, 64, 128])
 def test_shapes(size: int) -> None:
     net = UNet(UNetConfig(base=4, depth=4))
