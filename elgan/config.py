@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 SIZES = (32, 64, 128)
 ABLATIONS = ("A", "B", "C", "D", "E")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see elgan/precision.py
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ class DiscriminatorConfig:
     width: int = 16  # channels of the first block; doubles at each downsampling (capped at 16*width)
     n_categories: int = 200  # logits of the c-recovery head E_x that shares D's trunk
     n_super: int = 20  # logits of the separate c_sup-recovery network E_pi on the mask
+    recovery_gain: float = 10.0  # fixed scale of the recovery logits (spectral norm keeps them ~0.01 at init)
 
     def __post_init__(self) -> None:
         _check(self.size in SIZES, f"size must be one of {SIZES}, got {self.size}")
@@ -150,11 +152,19 @@ class GanTrainConfig:
     fd_every: int = 1000  # iterations between Frechet distances; the lowest is kept as best.safetensors
     fd_samples: int = 1000  # images per side of the Frechet distance
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    precision: str = "auto"  # auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 (GradScaler)
+    inception: str = ""  # Inception-v3 weights file: select by FID (torch-fidelity) instead of FD-RotNet
+    stream: bool = False  # lsun:PATH LMDB only: stream real images via DataLoader workers, not from memory
+    data_workers: int = 4  # DataLoader worker processes per rank when streaming
 
     def __post_init__(self) -> None:
         _check(self.size in SIZES, f"size must be one of {SIZES}, got {self.size}")
+        _check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(not self.stream or self.data.strip().lower().startswith("lsun:"),
+               f"stream reads an LSUN LMDB export (data lsun:PATH), not {self.data!r}")
+        _check(self.data_workers >= 0, "data_workers must be >= 0")
         _check(self.ablation in ABLATIONS, f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
         _check(self.batch >= 2, f"batch must be >= 2 (moment regulariser needs a batch), got {self.batch}")
         _check(1 <= self.iters <= 10_000_000, f"iters must be in [1, 1e7], got {self.iters}")

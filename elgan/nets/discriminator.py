@@ -3,6 +3,12 @@
 Appendix A: E_x shares D's blocks (InfoGAN's amortised posterior), E_pi is an independent network that
 reads the generated *mask* and must name its super-category; spectral norm on every layer of all
 three for stability, orthogonal initialisation as in the generator.
+
+Spectral norm bounds every layer's gain by 1, so a fresh network's logits have a standard deviation
+of about 0.01: fine for the hinge loss, whose gradient does not depend on scale, but a 200-way
+cross-entropy then sits at log 200 for thousands of steps (seen here, and in the peers' probe). The
+recovery logits are therefore multiplied by a fixed `recovery_gain` -- a temperature, which leaves
+every layer spectrally normalised.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
         h = self.trunk(x)  # [N, C, 4, 4]
-        return DiscriminatorOutput(self.adv_head(h.flatten(1)).squeeze(1), self.category_head(h))
+        return DiscriminatorOutput(self.adv_head(h.flatten(1)).squeeze(1),
+                                   self.cfg.recovery_gain * self.category_head(h))
 
 
 class SuperCategoryRecovery(nn.Module):
@@ -70,4 +77,4 @@ class SuperCategoryRecovery(nn.Module):
         orthogonal_init(self)
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        return self.net(mask * 2 - 1)
+        return self.cfg.recovery_gain * self.net(mask * 2 - 1)
