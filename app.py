@@ -1,6 +1,376 @@
-"""ELGAN Studio app (not built yet)."""
+"""ELGAN Studio: explore a trained Equivariant Layered GAN, segment photos with its U-Net, train new ones.
 
-import sys
+    python app.py                                   # the first bundle in checkpoints/ (default.safetensors)
+    python app.py --checkpoint runs/00003-pipeline-synthetic-64-E/bundle.safetensors --port 7861
+    ELGAN_DATA_ROOT=/data python app.py             # folders under /data become training datasets
+
+Layout and wiring only: every computation is a plain function in elgan.studio. Handlers are stateless;
+the one shared object is the read-only model registry (loaded once, guarded by a lock for loading), and
+gr.State holds only small values (the selected model's path, a log signature).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from elgan.config import ABLATIONS, SIZES
+from elgan.studio import curves, jobs, render, segment
+from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
+
+CSS = ".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; }"
+LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "max_file_size": f"{segment.MAX_UPLOAD_BYTES // 1024**2}mb",
+                                  # system fonts: no request to a font CDN (offline machines, quicker first paint)
+                                  "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                                          font_mono=["ui-monospace", "monospace"])}
+EXAMPLES_DIR = Path(tempfile.gettempdir()) / "elgan-studio" / "examples"
+POLL_S = 2.0
+Z_LIMIT = 3.0
+
+
+def _image(label: str, **kw: Any) -> gr.Image:
+    """An output image: lossless PNG, nearest-neighbour display, downloadable."""
+    return gr.Image(label=label, format="png", interactive=False, elem_classes="pixelated",
+                    buttons=["download", "fullscreen"], **kw)
+
+
+def _model_choices(registry: ModelRegistry) -> list[tuple[str, str]]:
+    return [(label_of(k), k) for k in registry.choices()]
+
+
+def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_root: str | Path | None = None,
+               default_model: str | None = None, concurrency: int = 2, allow_training: bool = True) -> gr.Blocks:
+    """The whole app; tests launch it in-process (``demo.launch(prevent_thread_lock=True, ...)``)."""
+    runs = Path(runs_root).resolve()
+    data = Path(data_root).resolve() if data_root else None
+    start_model = default_model or registry.default()
+    first = registry.get(start_model)  # load at start: the first request never waits for it
+    gcfg = first.generator.cfg
+    examples = segment.write_examples(first, EXAMPLES_DIR)
+
+    # ---- handlers: thin adapters from widgets to elgan.studio; StudioError -> a message in the UI ----
+
+    def explore(model: str, seed: float, z0: float, z1: float, z2: float, z3: float, z4: float, c: float,
+                tx: float, ty: float, rotation: float, scale: float, compare: bool) -> tuple[Any, ...]:
+        eps = {"tx": tx, "ty": ty, "rotation": rotation, "scale": scale}
+        offsets = (z0, z1, z2, z3, z4)
+        try:
+            m = registry.get(model)
+            c = min(int(c), m.generator.cfg.n_categories - 1)  # a model with fewer categories was selected
+            layers = render.render_layers(registry, model, int(seed or 0), offsets, int(c), eps)
+            views = render.layer_views(layers)
+            panel, diff = render.compare_walk(registry, model, int(seed or 0), offsets, int(c), eps) \
+                if compare else (None, None)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        g = m.generator.cfg
+        sup, sub = divmod(int(c), g.group_size)
+        missing = [n for n, v in eps.items() if v and n not in m.perturb.eps_names]
+        text = (f"c = {int(c)} → c_sup = {int(c)} // {g.group_size} = **{sup}** (member {sub} of its "
+                f"super-category) · mask area {100 * float(layers.mask.mean()):.0f}%")
+        if missing or (m.phi is None and any(eps.values())):
+            text += f" · ignored (not in this model): {', '.join(missing) or 'all directions (no Phi)'}"
+        if diff is not None:
+            text += (f"\n\nleft: Φ-walk G(z + Φ(ε), c) · middle: true transform T_ε^X G(z, c) · right: "
+                     f"|difference|, mean {diff:.3f} (0 = perfectly equivariant)")
+        return (views["background"], views["foreground"], views["mask"], views["image"], views["cutout"],
+                panel, text)
+
+    def c_to_csup(model: str, c: float) -> int:
+        return int(c) // registry.get(model).generator.cfg.group_size
+
+    def csup_to_c(model: str, c_sup: float, c: float) -> int:
+        g = registry.get(model).generator.cfg
+        return int(c_sup) * g.group_size + int(c) % g.group_size
+
+    def variation_grid(model: str, seed: float, c: float, mode: str) -> np.ndarray:
+        try:
+            return render.variation_grid(registry, model, int(seed or 0), int(c), mode)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def strip(model: str, seed: float, z0: float, z1: float, z2: float, z3: float, z4: float, c: float,
+              direction: str, with_true: bool) -> tuple[np.ndarray, str]:
+        try:
+            image, ts = render.direction_strip(registry, model, int(seed or 0), (z0, z1, z2, z3, z4), int(c),
+                                               direction, with_true=with_true)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        rows = "top: Φ-walk G(z + Φ(t·e), c)" + ("; bottom: true transform T^X" if with_true else "")
+        return image, (f"{direction}: t = {', '.join(f'{t:+.2f}' for t in ts)}. {rows}. Green bar: inside "
+                       "the training range [-1, 1]; grey: extrapolated (Fig. 7).")
+
+    def select_model(choice: str, current: str, c: float) -> tuple[Any, ...]:
+        """Load the chosen bundle; on failure keep the previous one selected and say why."""
+        try:
+            m = registry.get(choice)
+        except StudioError as exc:
+            gr.Warning(str(exc))
+            return current, current, gr.skip(), gr.skip(), gr.skip()
+        g = m.generator.cfg
+        return (choice, choice, registry.describe(choice),
+                gr.Slider(maximum=g.n_categories - 1, value=min(int(c), g.n_categories - 1)),
+                gr.Slider(maximum=g.n_super - 1, value=min(int(c), g.n_categories - 1) // g.group_size))
+
+    def refresh_models(current: str) -> gr.Dropdown:
+        return gr.Dropdown(choices=_model_choices(registry), value=current)
+
+    def run_segment(model: str, upload: Any, threshold: float, bg_seed: float) -> tuple[Any, ...]:
+        name = upload.get("orig_name") if isinstance(upload, dict) else None
+        try:
+            path = segment.upload_path(upload)
+            if path is None:
+                return None, None, None, None, "Drop, paste or pick an image above."
+            image = segment.read_upload(path, label=name)
+            m = registry.get(model)
+            seg = segment.segment(m, image, float(threshold))
+            replaced = segment.replace_background(m, image, seg.alpha, int(bg_seed or 0))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        w, h = image.size
+        text = (f"{name or 'image'}: processed at {w}×{h} px (longer side ≤ {segment.WORK_SIDE}) · foreground "
+                f"{100 * float((seg.probability > threshold).mean()):.0f}% of the image"
+                + (" · **untrained model: the mask is meaningless**" if model == UNTRAINED else ""))
+        return seg.mask, seg.overlay, seg.cutout, replaced, text
+
+    def _status(st: jobs.JobStatus) -> str:
+        if st.run_dir is None:
+            return f"**Idle** — {st.message}"
+        line = curves.progress_line(curves.read_logs(st.run_dir))
+        head = f"**Running** `{st.run_dir.name}` (pid {st.pid})" if st.running \
+            else f"**Idle** — last run `{st.run_dir.name}`: {st.message}"
+        return head + (f" · {line}" if line else "")
+
+    def train_start(model: str, program: str, dataset: str, size: int, iters: float, ablation: str,
+                    unet_steps: float, threads: float) -> tuple[str, gr.Dropdown]:
+        if not allow_training:
+            raise gr.Error("training is disabled on this server")
+        settings = jobs.TrainSettings(program=program, dataset=dataset, size=int(size), iters=int(iters or 0),
+                                      ablation=ablation, unet_steps=int(unet_steps or 0),
+                                      threads=int(threads), gan_bundle=model if model != UNTRAINED else "")
+        try:
+            st = jobs.start_job(settings, runs, data, [k for k in registry.choices() if k != UNTRAINED])
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return _status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
+
+    def train_stop() -> str:
+        st = jobs.stop_job(runs)
+        return _status(jobs.job_status(runs, st.run_dir.name if st.run_dir else None)) \
+            if st.stopped else f"**Idle** — {st.message}"
+
+    def train_resume(run: str | None) -> tuple[str, gr.Dropdown]:
+        if not allow_training:
+            raise gr.Error("training is disabled on this server")
+        try:
+            st = jobs.resume_job(run or "", runs, data, [k for k in registry.choices() if k != UNTRAINED])
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return _status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
+
+    def train_poll(run: str | None, seen: str) -> tuple[Any, ...]:
+        """Status every POLL_S; the plot and sample are re-sent only when the run's files changed."""
+        st = jobs.job_status(runs, run)
+        if st.run_dir is None:
+            return _status(st), "", gr.skip(), gr.skip(), seen
+        sig = curves.signature(st.run_dir)
+        tail = jobs.output_tail(st.run_dir)
+        if sig == seen:
+            return _status(st), tail, gr.skip(), gr.skip(), seen
+        logs = curves.read_logs(st.run_dir)
+        sample = curves.latest_sample(st.run_dir)
+        image = np.asarray(Image.open(sample).convert("RGB")) if sample else None
+        return _status(st), tail, curves.figure(logs, st.run_dir.name), image, sig
+
+    def train_load(run: str | None) -> tuple[str, gr.Dropdown, str]:
+        """Put a finished run's model into the selector (and so into Explore and Segment)."""
+        try:
+            st = jobs.job_status(runs, run)
+            if st.running and st.run_dir is not None and st.run_dir.name == run:
+                raise jobs.JobError(f"{run} is still running; load it when it has finished")
+            path = str(jobs.result_model(jobs.run_folder(runs, run or "")).resolve())
+            registry.get(path)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"loaded {label_of(path)}")
+        return path, gr.Dropdown(choices=_model_choices(registry), value=path), registry.describe(path)
+
+    # ---- layout --------------------------------------------------------------------------------------
+
+    with gr.Blocks(title="ELGAN Studio") as demo:
+        gr.Markdown("# ELGAN Studio\nUnsupervised foreground-background segmentation with an Equivariant "
+                    "Layered GAN: x = (1 − π)·x_b + π·x_f, with G(z, c) → background, foreground, mask.")
+        model_state = gr.State(start_model)
+        with gr.Row():
+            model_dd = gr.Dropdown(_model_choices(registry), value=start_model, label="Model", scale=4,
+                                   info="bundles in checkpoints/ and finished runs")
+            refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
+        model_info = gr.Markdown(registry.describe(start_model))
+
+        with gr.Tab("Explore", id="explore"):
+            with gr.Row():
+                with gr.Column(min_width=260):
+                    with gr.Row():
+                        seed = gr.Number(0, label="seed of z", precision=0, minimum=0, maximum=render.MAX_SEED,
+                                         scale=3, elem_id="seed")
+                        rand = gr.Button("random z", scale=1, min_width=90)
+                    zs = [gr.Slider(-Z_LIMIT, Z_LIMIT, 0, step=0.05, label=f"z[{d}] offset")
+                          for d in render.Z_DIMS]
+                with gr.Column(min_width=260):
+                    c = gr.Slider(0, gcfg.n_categories - 1, 0, step=1, label="c (category)", elem_id="c",
+                                  info="private code: foreground appearance")
+                    c_sup = gr.Slider(0, gcfg.n_super - 1, 0, step=1, label="c_sup = c // 10 (super-category)",
+                                      elem_id="c_sup",
+                                      info="mask shape; moving it sets c = 10·c_sup + c % 10")
+                    compare = gr.Checkbox(False, label="compare Φ-walk with the true transform T_ε^X")
+                    caption = gr.Markdown(elem_classes="caption", elem_id="explore-caption")
+                with gr.Column(min_width=260):
+                    eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05, label=f"ε {name}",
+                                     info="latent walk Φ(ε); training covered [-1, 1]", elem_id=f"eps-{name}")
+                           for name in render.DIRECTIONS]
+            with gr.Row(equal_height=True):
+                out_image = _image("composite x", elem_id="composite")
+                out_mask = _image("mask π", elem_id="mask")
+                out_cut = _image("foreground cut-out (RGBA)")
+                out_bg = _image("background x_b")
+                out_fg = _image("foreground x_f")
+            out_cmp = _image("Φ-walk G(z + Φ(ε), c) | true transform T_ε^X G(z, c) | |difference|", visible=False,
+                             height=280, elem_id="compare")
+            with gr.Accordion("Grids (Fig. 6) and direction strips (Fig. 7)", open=True):
+                with gr.Row():
+                    grid_mode = gr.Radio(list(render.GRID_MODES), value=render.GRID_MODES[0], label="grid",
+                                         scale=3)
+                    grid_btn = gr.Button("Render grid", scale=1)
+                grid_out = _image("rows: background, foreground, mask, image", elem_id="grid")
+                with gr.Row():
+                    direction = gr.Dropdown(list(render.DIRECTIONS), value="tx", label="direction", scale=2)
+                    with_true = gr.Checkbox(True, label="add the true transform row", scale=2)
+                    strip_btn = gr.Button("Render strip", scale=1)
+                strip_out = _image("strip (download: PNG)", elem_id="strip")
+                strip_caption = gr.Markdown()
+
+        with gr.Tab("Segment", id="segment"):
+            with gr.Row():
+                upload = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], height=320,
+                                  label=f"image (drop, paste or click; any size or mode, ≤ "
+                                        f"{segment.MAX_UPLOAD_BYTES // 1024**2} MB)", elem_id="upload")
+                with gr.Column():
+                    threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="threshold on F_θ's probability")
+                    with gr.Row():
+                        bg_seed = gr.Number(0, label="seed of the new background", precision=0, minimum=0,
+                                            maximum=render.MAX_SEED)
+                        bg_rand = gr.Button("random", min_width=80, scale=0)
+                    seg_btn = gr.Button("Segment", variant="primary")
+                    seg_caption = gr.Markdown(elem_id="seg-caption")
+            gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
+                        "(synthetic test scenes incl. 16-bit grey and RGBA, and model samples)")
+            with gr.Row():
+                seg_mask = _image("mask", elem_id="seg-mask")
+                seg_overlay = _image("overlay")
+                seg_cut = _image("cut-out (RGBA PNG)", elem_id="seg-cutout")
+                seg_new = _image("background replaced by G_b(z)")
+
+        with gr.Tab("Train", id="train", visible=allow_training):
+            with gr.Row():
+                program = gr.Radio([("whole pipeline", "pipeline"), ("GAN only", "gan"),
+                                    ("U-Net for the selected model", "unet")], value="gan", label="program")
+                dataset = gr.Dropdown(jobs.list_datasets(data), value="synthetic", label="dataset",
+                                      info="synthetic, or a folder under the data root")
+                size = gr.Radio(list(SIZES), value=32, label="resolution",
+                                info="pipeline presets: 32 tiny, 64 cpu, 128 paper")
+            with gr.Row():
+                iters = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="GAN iterations",
+                                  elem_id="iters")
+                unet_steps = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="U-Net steps")
+                ablation = gr.Radio(list(ABLATIONS), value="E", label="ablation (GAN only; pipeline = E)")
+                threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary")
+                stop_btn = gr.Button("Stop", variant="stop")
+                runs_dd = gr.Dropdown(jobs.list_runs(runs), value=next(iter(jobs.list_runs(runs)), None),
+                                      label="run", allow_custom_value=False, scale=2)
+                resume_btn = gr.Button("Resume run")
+                load_btn = gr.Button("Load result into Explore / Segment")
+            status = gr.Markdown(_status(jobs.job_status(runs)), elem_id="train-status")
+            with gr.Row():
+                plot = gr.Plot(label="losses and mask statistics (log.jsonl)", scale=3, elem_id="curves")
+                sample = _image("latest samples: background, foreground, mask, image", scale=2)
+            tail = gr.Textbox(label="output", lines=6, max_lines=12, interactive=False)
+            seen = gr.State("")
+            timer = gr.Timer(POLL_S)
+
+        # ---- wiring: every event named; live views with always_last ----------------------------------
+        eps_inputs = [c, *eps, compare]
+        gr.on([demo.load, model_state.change, seed.change, *(z.change for z in zs), *(w.change for w in eps_inputs)],
+              explore, [model_state, seed, *zs, *eps_inputs],
+              [out_bg, out_fg, out_mask, out_image, out_cut, out_cmp, caption],
+              api_name="explore", trigger_mode="always_last", show_progress="hidden", concurrency_id="render")
+        compare.change(lambda on: gr.Image(visible=bool(on)), compare, out_cmp, api_name="show_compare",
+                       queue=False, show_progress="hidden")
+        c.input(c_to_csup, [model_state, c], c_sup, api_name="c_to_csup", show_progress="hidden", queue=False)
+        c_sup.input(csup_to_c, [model_state, c_sup, c], c, api_name="csup_to_c", show_progress="hidden", queue=False)
+        rand.click(lambda: random.randint(0, 99_999), None, seed, api_name="random_seed", queue=False)
+        grid_btn.click(variation_grid, [model_state, seed, c, grid_mode], grid_out, api_name="grid",
+                       concurrency_id="render")
+        strip_btn.click(strip, [model_state, seed, *zs, c, direction, with_true], [strip_out, strip_caption],
+                        api_name="strip", concurrency_id="render")
+        model_dd.input(select_model, [model_dd, model_state, c], [model_state, model_dd, model_info, c, c_sup],
+                       api_name="select_model")
+        refresh.click(refresh_models, model_state, model_dd, api_name="refresh_models", queue=False)
+        # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
+        gr.on([upload.change, seg_btn.click, threshold.release, bg_seed.change, model_state.change], run_segment,
+              [model_state, upload, threshold, bg_seed], [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption],
+              api_name="segment", preprocess=False, trigger_mode="always_last", concurrency_limit=1)
+        bg_rand.click(lambda: random.randint(0, 99_999), None, bg_seed, api_name="random_background", queue=False)
+        start_btn.click(train_start, [model_state, program, dataset, size, iters, ablation, unet_steps, threads],
+                        [status, runs_dd], api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
+        stop_btn.click(train_stop, None, status, api_name="train_stop", concurrency_id="jobs")
+        resume_btn.click(train_resume, runs_dd, [status, runs_dd], api_name="train_resume", concurrency_id="jobs")
+        timer.tick(train_poll, [runs_dd, seen], [status, tail, plot, sample, seen], api_name="train_poll",
+                   show_progress="hidden", trigger_mode="always_last", concurrency_id="poll")
+        load_btn.click(train_load, runs_dd, [model_state, model_dd, model_info], api_name="train_load")
+    demo.queue(default_concurrency_limit=concurrency)
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, help="bundle to open first (default: checkpoints/default."
+                   "safetensors, else the first checkpoints/*.safetensors, else an untrained demo model)")
+    p.add_argument("--checkpoints", default="checkpoints", help="folder of selectable bundles")
+    p.add_argument("--runs-root", default="runs", help="where training runs go (and are listed from)")
+    p.add_argument("--data-root", default=os.environ.get("ELGAN_DATA_ROOT"),
+                   help="datasets offered for training: its sub-folders (default: $ELGAN_DATA_ROOT)")
+    # Gradio's own variables win when set (Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0)
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="public gradio.live link (off by default)")
+    p.add_argument("--no-train", action="store_true", default=os.environ.get("ELGAN_STUDIO_TRAIN") == "0",
+                   help="hide the Train tab and refuse training requests (public demos; or ELGAN_STUDIO_TRAIN=0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for inference (1 is fastest for single images on a busy CPU)")
+    return p.parse_args(argv)
+
 
 if __name__ == "__main__":
-    sys.exit("ELGAN Studio's app is not built yet; see the README.")
+    args = parse_args()
+    torch.set_num_threads(max(1, args.threads))
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    registry = ModelRegistry(args.checkpoints, args.runs_root, device,
+                             extra=[args.checkpoint] if args.checkpoint else None)
+    try:
+        demo = build_demo(registry, args.runs_root, args.data_root, default_model=registry.default(),
+                          allow_training=not args.no_train)
+    except StudioError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -1,0 +1,12 @@
+"""What the Gradio app needs, as plain typed functions (no gradio import anywhere in elgan/).
+
+* registry.py  models discovered on disk, loaded once, shared read-only; LRU caches of layers
+* render.py    Explore: layers of G(z, c), Phi-walk vs true transform, Fig. 6 grids, Fig. 7 strips
+* segment.py   Segment: safe reading of uploads, U-Net masks, cut-outs, generated backgrounds, examples
+* jobs.py      Train: validated settings -> argv, one background process at a time, stop / resume
+* curves.py    Train: curves and samples read from the runs' log.jsonl and samples/
+"""
+
+from .registry import UNTRAINED, ModelError, ModelRegistry, StudioError, discover_models, untrained_bundle
+
+__all__ = ["UNTRAINED", "ModelError", "ModelRegistry", "StudioError", "discover_models", "untrained_bundle"]

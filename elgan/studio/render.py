@@ -1,0 +1,223 @@
+"""What the Explore tab shows, as plain functions: layers of G(z, c), Fig. 6 grids, Fig. 7 strips.
+
+Latency is the design constraint (one slider move -> new layers in well under 150 ms on a small CPU):
+* the latent code is a pure function of (seed, z offsets), so results can be cached by those numbers;
+* the background depends on z only (appendix A), so a change of c reuses the cached background and
+  only the foreground stage runs; (foreground, mask) are cached per (z, c) too, so the compare view's
+  un-walked G(z, c) costs nothing after the first time;
+* single images go through the networks at their native resolution and are upscaled by pixel
+  repetition (nearest) afterwards, which is free and keeps the PNGs small (repeated pixels compress).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..bundle import ModelBundle
+from ..nets.generator import Layers, compose
+from ..perturb import eps_to_params, transform_layers
+from ..visualize import grid, layer_rows, to_uint8
+from .registry import ModelRegistry, StudioError
+
+Z_DIMS = (0, 1, 2, 3, 4)  # z dimensions with their own slider; Phi shifts the first 10 (d_T)
+DIRECTIONS = ("tx", "ty", "rotation", "scale")  # every direction the UI offers (a model may have fewer)
+EPS_LIMIT = 3.0  # slider range; training covered only [-1, 1] (Fig. 7 extrapolates beyond it)
+VIEW_PX = 256  # single views are upscaled to about this many pixels
+GRID_MODES = ("vary z, fix c", "vary c within c_sup, fix z", "vary c_sup, fix z")
+MAX_SEED = 2**31 - 1
+
+
+def upscale(image: np.ndarray, target: int = VIEW_PX) -> np.ndarray:
+    """Nearest upscaling by the integer factor that brings the longer side closest to `target`."""
+    k = max(1, round(target / max(image.shape[:2])))
+    return image if k == 1 else image.repeat(k, 0).repeat(k, 1)
+
+
+def latent_code(model: ModelBundle, seed: int, z_offsets: Sequence[float] = ()) -> torch.Tensor:
+    """z ~ N(0, I) drawn from `seed`, plus an offset on each of Z_DIMS: [1, z_dim]."""
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise StudioError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+    z = torch.randn(1, model.generator.cfg.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    for dim, offset in zip(Z_DIMS, z_offsets, strict=False):
+        z[0, dim] += float(offset)
+    return z.to(next(model.generator.parameters()).device)
+
+
+def eps_vector(model: ModelBundle, eps: Mapping[str, float]) -> torch.Tensor:
+    """The UI's named directions -> eps [1, d_eps] in the model's order; directions it lacks are dropped."""
+    for name, value in eps.items():
+        if name not in DIRECTIONS:
+            raise StudioError(f"unknown direction {name!r}; known: {', '.join(DIRECTIONS)}")
+        if not math.isfinite(value) or abs(value) > EPS_LIMIT + 1e-6:
+            raise StudioError(f"eps {name} must be in [-{EPS_LIMIT:g}, {EPS_LIMIT:g}], got {value}")
+    return torch.tensor([[float(eps.get(n, 0.0)) for n in model.perturb.eps_names]])
+
+
+def check_category(model: ModelBundle, c: int) -> int:
+    n = model.generator.cfg.n_categories
+    if not 0 <= int(c) < n:
+        raise StudioError(f"c must be in [0, {n - 1}] for this model, got {c}")
+    return int(c)
+
+
+def walk(model: ModelBundle, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """T_eps^Z z = z + Phi(eps) (identity when the model has no Phi or eps is all zero): [N, z_dim]."""
+    if model.phi is None or eps.shape[1] == 0 or not bool(eps.any()):
+        return z
+    return model.phi(z, eps.to(z.device).expand(z.shape[0], -1))
+
+
+@torch.inference_mode()
+def render_layers(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequence[float], c: int,
+                  eps: Mapping[str, float] | None = None) -> Layers:
+    """G(z + Phi(eps), c) for one code, [1, ...] per layer; background cached per z, foreground per (z, c)."""
+    model = registry.get(key)
+    c = check_category(model, c)
+    e = eps_vector(model, eps or {})
+    if model.phi is None:
+        e = e[:, :0]
+    zkey = (key, int(seed), tuple(round(float(o), 4) for o in z_offsets),
+            tuple(round(v, 4) for v in e[0].tolist()))
+    z = walk(model, latent_code(model, seed, z_offsets), e)
+    g = model.generator
+    background = registry.backgrounds.get(zkey)
+    if background is None:
+        background = g.background(z)  # [1, 3, H, W]
+        registry.backgrounds.put(zkey, background)
+    fg_mask = registry.foregrounds.get((zkey, c))
+    if fg_mask is None:
+        cc = torch.tensor([c], device=z.device)
+        fg_mask = g.foreground(z, cc, g.super_category(cc))  # ([1, 3, H, W], [1, 1, H, W])
+        registry.foregrounds.put((zkey, c), fg_mask)
+    foreground, mask = fg_mask
+    return Layers(background, foreground, mask, compose(background, foreground, mask))
+
+
+def cutout_rgba(foreground: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The foreground layer with the mask as alpha: uint8 [H, W, 4] (one sample of [1, ...] tensors)."""
+    rgb = to_uint8(foreground[0])
+    alpha = (mask[0, 0].float().cpu().clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    return np.concatenate([rgb, alpha[..., None]], -1)
+
+
+def layer_views(layers: Layers, target: int = VIEW_PX) -> dict[str, np.ndarray]:
+    """background, foreground, mask, image (uint8 RGB) and cutout (RGBA), each upscaled to ~target px."""
+    views = {"background": to_uint8(layers.background[0]), "foreground": to_uint8(layers.foreground[0]),
+             "mask": to_uint8(layers.mask[0], (0.0, 1.0)), "image": to_uint8(layers.image[0]),
+             "cutout": cutout_rgba(layers.foreground, layers.mask)}
+    return {name: upscale(v, target) for name, v in views.items()}
+
+
+def _heat(x: np.ndarray) -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 [H, W, 3] on a black-red-yellow-white ramp (differences stand out)."""
+    stops = np.array([[0, 0, 0], [180, 20, 20], [250, 200, 40], [255, 255, 255]], np.float64)
+    pos = np.clip(x, 0, 1) * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    t = (pos - i)[..., None]
+    return (stops[i] * (1 - t) + stops[i + 1] * t + 0.5).astype(np.uint8)
+
+
+def tile(images: Sequence[np.ndarray], pad: int = 4) -> np.ndarray:
+    """Images of one height side by side on white, RGB uint8."""
+    h = images[0].shape[0]
+    out = np.full((h, sum(im.shape[1] for im in images) + pad * (len(images) - 1), 3), 255, np.uint8)
+    x = 0
+    for im in images:
+        out[:, x:x + im.shape[1]] = im[..., :3]
+        x += im.shape[1] + pad
+    return out
+
+
+@torch.inference_mode()
+def true_transform(model: ModelBundle, layers: Layers, eps: torch.Tensor) -> torch.Tensor:
+    """T_eps^X applied to G(z, c): foreground and mask warped, composited on the same background."""
+    n = max(layers.image.shape[0], eps.shape[0])  # one layer stack under many eps, or one eps each
+    bg, fg, mask = (t.expand(n, -1, -1, -1) for t in (layers.background, layers.foreground, layers.mask))
+    fg, mask = transform_layers(fg, mask, eps_to_params(eps.to(bg.device).expand(n, -1), model.perturb))
+    return compose(bg, fg, mask)
+
+
+@torch.inference_mode()
+def compare_walk(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequence[float], c: int,
+                 eps: Mapping[str, float], target: int = VIEW_PX) -> tuple[np.ndarray, float]:
+    """[G(z + Phi(eps), c) | T_eps^X G(z, c) | |difference|] side by side, and the mean abs difference.
+
+    How well the latent walk reproduces the true transform is what the equivariance loss (eq. 8) buys;
+    the difference grows outside the training range [-1, 1], as Fig. 7 notes.
+    """
+    model = registry.get(key)
+    walked = render_layers(registry, key, seed, z_offsets, c, eps)
+    base = render_layers(registry, key, seed, z_offsets, c, None)
+    true = true_transform(model, base, eps_vector(model, eps))
+    diff = (walked.image - true).abs().mean(1)[0].float().cpu().numpy() / 2  # [H, W] in [0, 1]
+    panels = [to_uint8(walked.image[0]), to_uint8(true[0]), _heat(np.clip(diff * 2, 0, 1))]
+    return tile([upscale(p, target) for p in panels]), float(diff.mean() * 2)
+
+
+@torch.inference_mode()
+def variation_grid(registry: ModelRegistry, key: str, seed: int, c: int, mode: str = GRID_MODES[0],
+                   n: int = 8) -> np.ndarray:
+    """Fig. 6: rows background | foreground | mask | image over n samples where only z or only c varies.
+
+    Varying c leaves the background row unchanged (G_b sees z only); varying c within its super-category
+    keeps the mask's shape (G_f^pi sees c_sup only) and changes appearance.
+    """
+    model = registry.get(key)
+    c = check_category(model, c)
+    cfg = model.generator.cfg
+    if mode not in GRID_MODES:
+        raise StudioError(f"grid mode must be one of {GRID_MODES}, got {mode!r}")
+    if not 1 <= n <= 16:
+        raise StudioError(f"grid size must be in [1, 16], got {n}")
+    if mode == GRID_MODES[0]:
+        z = torch.cat([latent_code(model, (int(seed) + k) % (MAX_SEED + 1)) for k in range(n)])
+        cs = [c] * n
+    else:
+        z = latent_code(model, seed).expand(n, -1)
+        sup, sub = divmod(c, cfg.group_size)
+        if mode == GRID_MODES[1]:
+            cs = [sup * cfg.group_size + (sub + k) % cfg.group_size for k in range(n)]
+        else:
+            cs = [((sup + k) % cfg.n_super) * cfg.group_size + sub for k in range(n)]
+    layers = model.generator(z, torch.tensor(cs, device=z.device))
+    return grid(layer_rows(layers), scale=max(1, 128 // cfg.size))
+
+
+@torch.inference_mode()
+def direction_strip(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequence[float], c: int,
+                    direction: str, n: int = 9, limit: float = EPS_LIMIT,
+                    with_true: bool = True) -> tuple[np.ndarray, list[float]]:
+    """Fig. 7: G(z + Phi(t e_dir), c) for t in linspace(-limit, limit, n) (and T^X below it).
+
+    A bar under each frame marks the training range: green for |t| <= 1, grey outside it.
+    """
+    model = registry.get(key)
+    c = check_category(model, c)
+    if model.phi is None:
+        raise StudioError("this model has no Phi (latent walk); strips need one")
+    if direction not in model.perturb.eps_names:
+        raise StudioError(f"this model was trained without the {direction!r} direction "
+                          f"(it has: {', '.join(model.perturb.eps_names) or 'none'})")
+    if not 2 <= n <= 16 or not 0 < limit <= EPS_LIMIT:
+        raise StudioError(f"need 2 <= n <= 16 frames and 0 < limit <= {EPS_LIMIT:g}")
+    ts = np.linspace(-limit, limit, n).tolist()
+    eps = torch.zeros(n, model.perturb.eps_dim)
+    eps[:, model.perturb.eps_names.index(direction)] = torch.tensor(ts)
+    z = latent_code(model, seed, z_offsets).expand(n, -1)
+    cc = torch.full((n,), c, device=z.device)
+    rows = [to_uint8(model.generator(walk(model, z, eps), cc).image)]  # [n, H, W, 3]
+    if with_true:
+        base = model.generator(z[:1], cc[:1])
+        rows.append(to_uint8(true_transform(model, base, eps)))
+    scale = max(1, 128 // model.generator.cfg.size)
+    strip = grid(rows, pad=2, scale=scale)
+    size, pad = model.generator.cfg.size, 2
+    band = np.full((6 * scale, strip.shape[1], 3), 255, np.uint8)
+    for i, t in enumerate(ts):
+        x0 = (pad + i * (size + pad)) * scale
+        band[scale:5 * scale, x0:x0 + size * scale] = (60, 170, 80) if abs(t) <= 1 + 1e-9 else (190, 190, 190)
+    return np.concatenate([strip, band]), ts

@@ -1,0 +1,158 @@
+"""The Segment tab as plain functions: a user's file in, mask / overlay / cut-out / new background out.
+
+Uploads are untrusted: any size, any mode (RGBA, greyscale, 16-bit, palette, CMYK), EXIF-rotated
+phone photos, or not an image at all. The app hands this module the *path* of the uploaded file
+(Gradio never decodes it), and every read goes through ``elgan.data.base.load_image`` -- verified,
+EXIF-rotated, converted to RGB, refused above its pixel limit -- after a file-size check. Every
+refusal is an :class:`UploadError` whose message the app shows as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..bundle import ModelBundle
+from ..data.base import MAX_PIXELS, DataError, load_image
+from ..evaluate import segment_photo
+from ..visualize import save_png, to_uint8
+from .registry import StudioError
+from .render import latent_code
+
+MAX_UPLOAD_BYTES = 20 * 1024**2  # 20 MB: larger than any photo a phone takes, small enough to decode quickly
+MAX_UPLOAD_PIXELS = MAX_PIXELS  # the library's decompression-bomb limit (50 megapixels)
+WORK_SIDE = 1024  # photos are shrunk so their longer side is at most this: results stay quick to send
+MIN_SIDE = 8
+MAX_ASPECT = 10.0
+EDGE_SOFTNESS = 0.1  # alpha ramps from 0 to 1 over this much probability around the threshold
+
+
+class UploadError(StudioError):
+    """An uploaded file cannot be segmented; the message says why in the user's terms."""
+
+
+def upload_path(payload: Any) -> str | None:
+    """The server-side path of an upload: a path string, Gradio's file dict, or None (nothing uploaded)."""
+    if payload is None or payload == "":
+        return None
+    if isinstance(payload, (str, Path)):
+        return str(payload)
+    if isinstance(payload, Mapping) and isinstance(payload.get("path"), str):
+        return payload["path"]
+    raise UploadError("the upload did not arrive as a file; drop an image file onto the box")
+
+
+def read_upload(path: str | Path, label: str | None = None) -> Image.Image:
+    """The uploaded image as RGB, shrunk to WORK_SIDE at most; UploadError if it is not usable."""
+    p = Path(path)
+    name = label or p.name
+    if not p.is_file():
+        raise UploadError(f"{name}: the uploaded file is gone; upload it again")
+    size = p.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise UploadError(f"{name} is {size / 1024**2:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 1024**2} MB")
+    if size == 0:
+        raise UploadError(f"{name} is empty")
+    try:
+        image = load_image(p, label=name)
+    except DataError as exc:
+        raise UploadError(f"not a readable image: {exc}") from None
+    w, h = image.size
+    if w * h > MAX_UPLOAD_PIXELS:
+        raise UploadError(f"{name} is {w}x{h}; the limit is {MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels")
+    if min(w, h) < MIN_SIDE or max(w, h) / min(w, h) > MAX_ASPECT:
+        raise UploadError(f"{name} is {w}x{h}; need at least {MIN_SIDE} px a side and an aspect ratio "
+                          f"up to {MAX_ASPECT:g}:1")
+    if max(w, h) > WORK_SIDE:
+        image.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image
+
+
+class Segmentation(NamedTuple):
+    probability: np.ndarray  # [H, W] float32 foreground probability
+    alpha: np.ndarray  # [H, W] float32 in [0, 1]: the threshold with a soft edge
+    mask: np.ndarray  # uint8 [H, W, 3]: white = foreground (thresholded)
+    overlay: np.ndarray  # uint8 [H, W, 3]: background dimmed and tinted, foreground as is
+    cutout: np.ndarray  # uint8 [H, W, 4]: the photo with alpha (lossless PNG in the app)
+
+
+def soft_alpha(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """Alpha in [0, 1]: 0.5 at the threshold, ramping over EDGE_SOFTNESS (no jagged hard edge)."""
+    return np.clip((probability - threshold) / EDGE_SOFTNESS + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+@torch.inference_mode()
+def segment(model: ModelBundle, image: Image.Image, threshold: float = 0.5) -> Segmentation:
+    """F_theta on the whole photo at its own aspect ratio (shorter side -> the U-Net's resolution)."""
+    if model.unet is None:
+        raise StudioError("this model has no U-Net (a GAN-only checkpoint); select a pipeline bundle, or "
+                          "train a U-Net for it in the Train tab")
+    if not 0.0 < threshold < 1.0:
+        raise StudioError(f"threshold must be in (0, 1), got {threshold}")
+    rgb = np.asarray(image.convert("RGB"))  # [H, W, 3]
+    prob = segment_photo(model.unet, image, model.unet_size)  # [H, W] float32
+    fg = prob > threshold
+    alpha = soft_alpha(prob, threshold)
+    tint = np.array([30, 60, 160], np.float32)
+    overlay = np.where(fg[..., None], rgb, 0.35 * rgb + 0.65 * 0.5 * tint).astype(np.uint8)
+    mask = np.repeat((fg * 255).astype(np.uint8)[..., None], 3, -1)
+    cutout = np.concatenate([rgb, (alpha * 255 + 0.5).astype(np.uint8)[..., None]], -1)
+    return Segmentation(prob, alpha, mask, overlay, cutout)
+
+
+@torch.inference_mode()
+def replace_background(model: ModelBundle, image: Image.Image, alpha: np.ndarray, seed: int) -> np.ndarray:
+    """The photo's foreground over a background G_b(z) drawn from `seed`, resized to cover the photo."""
+    w, h = image.size
+    bg = to_uint8(model.generator.background(latent_code(model, seed))[0])  # [s, s, 3]
+    side = max(w, h)  # square background scaled to cover, then centre-cropped
+    bg_img = Image.fromarray(bg).resize((side, side), Image.Resampling.BICUBIC)
+    left, top = (side - w) // 2, (side - h) // 2
+    bg_arr = np.asarray(bg_img.crop((left, top, left + w, top + h)), np.float32)
+    a = alpha[..., None]
+    return (a * np.asarray(image.convert("RGB"), np.float32) + (1 - a) * bg_arr + 0.5).astype(np.uint8)
+
+
+def write_examples(model: ModelBundle | None, folder: str | Path, n_synthetic: int = 3,
+                   n_model: int = 2, size: int = 128) -> list[str]:
+    """Example uploads made by the project itself (no third-party images), written once at start:
+
+    held-out scenes of the embedded synthetic dataset (test split, never trained on), one of them as a
+    16-bit greyscale PNG and one with transparency (the modes that break naive readers), and
+    composites sampled from the model. Returns the file paths. Writes are atomic: two app processes
+    starting together (tests in parallel) never serve each other half a file.
+    """
+    from ..data.synthetic import render_synthetic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[str] = []
+    for i in range(n_synthetic):
+        image, mask, _ = render_synthetic("test", i, size)  # [S, S, 3] uint8, [S, S] {0, 1}
+        path = folder / f"synthetic-test-{i}.png"
+        save_png(image, path)
+        paths.append(str(path))
+    image, mask, _ = render_synthetic("test", n_synthetic, size)
+    grey16 = (np.asarray(Image.fromarray(image).convert("L"), np.uint16) * 257).astype(np.uint16)
+    path = folder / "synthetic-grey16.png"
+    save_png(grey16, path)  # 16-bit greyscale ("I;16")
+    paths.append(str(path))
+    image, mask, _ = render_synthetic("test", n_synthetic + 1, size)
+    rgba = np.concatenate([image, np.where(mask > 0, 255, 96).astype(np.uint8)[..., None]], -1)
+    path = folder / "synthetic-rgba.png"
+    save_png(rgba, path)
+    paths.append(str(path))
+    if model is not None and n_model > 0:
+        with torch.inference_mode():
+            z, c = model.generator.sample_codes(n_model, torch.Generator().manual_seed(1))
+            images = to_uint8(model.generator(z, c).image)  # [n, s, s, 3]
+        for i, im in enumerate(images):
+            path = folder / f"generated-{i}.png"
+            save_png(np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)), path)
+            paths.append(str(path))
+    return paths

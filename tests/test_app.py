@@ -1,0 +1,197 @@
+"""The app launched in-process and driven through gradio_client, endpoint by endpoint (CPU, ~1 min)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+from elgan.studio.registry import ModelRegistry  # noqa: E402
+from tests.test_studio import write_tiny_bundle  # noqa: E402
+
+EXPLORE_DEFAULTS = dict(seed=3, z0=0, z1=0, z2=0, z3=0, z4=0, c=12, tx=0, ty=0, rotation=0, scale=0, compare=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+    root = tmp_path_factory.mktemp("app")
+    default = write_tiny_bundle(root / "checkpoints" / "default.safetensors")
+    (root / "checkpoints" / "broken.safetensors").write_bytes(b"not a bundle")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    registry = ModelRegistry(root / "checkpoints", root / "runs")
+    demo = app.build_demo(registry, root / "runs", None)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
+    try:
+        yield f"http://127.0.0.1:{port}/", root, default
+    finally:
+        from elgan.studio import jobs
+
+        jobs.stop_job(root / "runs")
+        demo.close()
+        torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def client(served) -> Client:
+    return Client(served[0], verbose=False)
+
+
+def _value(x: Any) -> Any:
+    """A component update arrives as {"__type__": "update", "value": ...}; a plain value as itself."""
+    return x.get("value") if isinstance(x, dict) and x.get("__type__") == "update" else x
+
+
+def _png(path: str) -> np.ndarray:
+    assert path.endswith(".png")
+    return np.asarray(Image.open(path))
+
+
+def test_every_event_is_named(served) -> None:
+    api = Client(served[0], verbose=False).view_api(return_format="dict", print_info=False)
+    names = set(api["named_endpoints"])
+    assert {"/explore", "/grid", "/strip", "/segment", "/select_model", "/c_to_csup", "/csup_to_c",
+            "/train_start", "/train_stop", "/train_resume", "/train_poll", "/train_load"} <= names
+    assert not api["unnamed_endpoints"]
+
+
+def test_explore(client: Client) -> None:
+    bg, fg, mask, image, cutout, cmp, caption = client.predict(**EXPLORE_DEFAULTS, api_name="/explore")
+    assert [_png(p).shape for p in (bg, fg, mask, image, cutout)] == [(256, 256, 3)] * 4 + [(256, 256, 4)]
+    assert cmp is None and "c_sup = 12 // 10 = **1**" in caption
+    *_, cmp, caption = client.predict(**{**EXPLORE_DEFAULTS, "tx": 2.0, "compare": True}, api_name="/explore")
+    assert _png(cmp).shape == (256, 3 * 256 + 8, 3) and "difference" in caption
+    assert client.predict(37, api_name="/c_to_csup") == 3
+    assert client.predict(c_sup=7, c=37, api_name="/csup_to_c") == 77
+    with pytest.raises(AppError, match="maximum"):  # Gradio checks slider bounds
+        client.predict(**{**EXPLORE_DEFAULTS, "tx": 5.0}, api_name="/explore")
+
+
+def test_grid_and_strip(client: Client) -> None:
+    grid = _png(client.predict(seed=1, c=5, mode="vary c_sup, fix z", api_name="/grid"))
+    assert grid.shape == ((4 * 34 + 2) * 4, (8 * 34 + 2) * 4, 3)
+    strip, caption = client.predict(seed=1, z0=0, z1=0, z2=0, z3=0, z4=0, c=5, direction="rotation",
+                                    with_true=True, api_name="/strip")
+    assert _png(strip).shape[1] == (9 * 34 + 2) * 4 and "[-1, 1]" in caption
+
+
+def test_bad_model_keeps_the_previous_one(served, client: Client) -> None:
+    url, root, default = served
+    broken = str((root / "checkpoints" / "broken.safetensors").resolve())
+    selected, *_ = client.predict(broken, api_name="/select_model")
+    assert _value(selected) == str(default.resolve())
+    client.predict(**EXPLORE_DEFAULTS, api_name="/explore")  # still serving the previous model
+
+
+def test_segment(served, client: Client, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    rgba = np.random.default_rng(0).integers(0, 255, (90, 120, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(photo)
+    mask, overlay, cutout, replaced, caption = _segment(client, photo)
+    assert _png(mask).shape == (90, 120, 3) and _png(overlay).shape == (90, 120, 3)
+    assert _png(cutout).shape == (90, 120, 4) and _png(replaced).shape == (90, 120, 3)
+    assert "120×90" in caption
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(AppError, match="not a readable image"):
+        _segment(client, junk)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (21 * 1024**2))
+    with pytest.raises(Exception):  # noqa: B017 -- refused at upload by max_file_size, before any handler
+        _segment(client, huge)
+    client.predict(**EXPLORE_DEFAULTS, api_name="/explore")  # the app keeps serving
+
+
+def _segment(client: Client, path: Path) -> tuple[Any, ...]:
+    return client.predict(handle_file(str(path)), 0.5, 1, api_name="/segment")
+
+
+def _wait(client: Client, run: str, until: str, timeout: float = 300.0) -> str:
+    """Poll like the page's timer until the status says `until` (generous: CI machines may be busy)."""
+    deadline = time.monotonic() + timeout
+    status, tail = "", ""
+    while time.monotonic() < deadline:
+        status, tail, *_ = client.predict(run, api_name="/train_poll")
+        if until in status:
+            return status
+        if until != "Running" and ("failed" in status or "ended" in status):
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"no {until!r} within {timeout} s; last status: {status}\noutput:\n{tail}")
+
+
+@pytest.mark.slow
+def test_train_finish_load_stop_resume(served, client: Client) -> None:
+    url, root, default = served
+    status, run = client.predict("gan", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
+    run = _value(run)
+    assert "Running" in status and run.startswith("00000-gan-synthetic-32-E")
+    with pytest.raises(AppError, match="already running"):
+        client.predict("gan", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
+    final = _wait(client, run, "finished")
+    assert "GAN step 5" in final
+    poll = client.predict(run, api_name="/train_poll")
+    assert "finished" in poll[0]
+    model, info = client.predict(run, api_name="/train_load")
+    assert _value(model).endswith(f"{run}/best.safetensors") and "U-Net: no" in info
+    client.predict(**EXPLORE_DEFAULTS, api_name="/explore")  # now explores the new model
+
+    # U-Net for the model just loaded (the session's selection), assembled into a bundle with its GAN
+    status, unet_run = client.predict("unet", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
+    unet_run = _value(unet_run)
+    _wait(client, unet_run, "finished")
+    model, info = client.predict(unet_run, api_name="/train_load")
+    assert _value(model).endswith(f"{unet_run}/bundle.safetensors") and "U-Net: yes" in info
+
+    status, long_run = client.predict("gan", "synthetic", 32, 5000, "C", 5, 1, api_name="/train_start")
+    long_run = _value(long_run)
+    _wait(client, long_run, "Running")
+    stopped = client.predict(api_name="/train_stop")
+    assert "stopped" in stopped and not (root / "runs" / ".studio-job.json").exists()
+    status, again = client.predict(long_run, api_name="/train_resume")
+    assert _value(again) == long_run and "Running" in status
+    assert "stopped" in client.predict(api_name="/train_stop")
+    with pytest.raises(AppError, match="no result"):
+        client.predict(long_run, api_name="/train_load")
+
+
+def test_segment_refuses_paths_not_uploaded(served) -> None:
+    """preprocess=False hands the handler Gradio's file dict, but only after Gradio checked the file is an
+    upload: a client naming a server path directly gets an error, never the file."""
+    import json
+    import uuid
+
+    import httpx
+
+    base = served[0]
+    config = httpx.get(base + "config").json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "segment")
+    session = uuid.uuid4().hex
+    payload = {"path": "/etc/passwd", "orig_name": "passwd.png", "meta": {"_type": "gradio.FileData"}}
+    with httpx.Client(base_url=base, timeout=30) as http:
+        http.post("gradio_api/queue/join", json={"data": [None, payload, 0.5, 0], "fn_index": fn,
+                                                  "session_hash": session, "event_data": None,
+                                                  "trigger_id": None}).raise_for_status()
+        with http.stream("GET", f"gradio_api/queue/data?session_hash={session}") as stream:
+            done = next(json.loads(line[5:]) for line in stream.iter_lines()
+                        if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_completed")
+    assert done["success"] is False and "root:" not in json.dumps(done)

@@ -1,0 +1,129 @@
+"""One real-browser pass over the app: headless Chromium (Debian's package) driven by Playwright.
+
+Moves a slider and checks the layers were re-rendered, picks an example and uploads an image and checks
+the mask came back at the image's size, runs a 5-iteration training from the Train tab, and saves a screenshot of each
+tab to docs/screenshots/ (explore.png, segment.png, train.png).
+
+Set ELGAN_SCREENSHOT_BUNDLE=path/to/bundle.safetensors to take the screenshots with a trained model;
+by default a freshly initialised tiny bundle is used (the test checks wiring, not picture quality).
+Never runs ``playwright install``: it uses /usr/bin/chromium (``apt-get install chromium``) or skips.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} missing: apt-get install -y chromium (Debian package)")]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import app
+    from elgan.studio import jobs
+    from elgan.studio.registry import ModelRegistry
+    from tests.test_studio import write_tiny_bundle
+
+    root = tmp_path_factory.mktemp("browser")
+    trained = os.environ.get("ELGAN_SCREENSHOT_BUNDLE")
+    default = Path(trained) if trained else write_tiny_bundle(root / "checkpoints" / "default.safetensors")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    registry = ModelRegistry(root / "checkpoints", root / "runs", extra=[default])
+    demo = app.build_demo(registry, root / "runs", None, default_model=str(default.resolve()))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        jobs.stop_job(root / "runs")
+        demo.close()
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def page(url: str) -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _src(page, selector: str) -> str | None:
+    img = page.locator(f"{selector} img").first
+    return img.get_attribute("src") if img.count() else None
+
+
+def test_explore_slider_rerenders(page) -> None:
+    page.wait_for_selector("#composite img")
+    before = _src(page, "#composite")
+    page.locator("#c input[type=range]").fill("57")  # what a drag ends with: input events on the range
+    page.wait_for_function("() => document.querySelector('#explore-caption').innerText.includes('c = 57')")
+    page.wait_for_function(f"() => document.querySelector('#composite img').getAttribute('src') !== {before!r}")
+    assert page.locator("#c_sup input[type=number]").input_value() == "5"  # c_sup = c // 10 followed
+    page.get_by_label("compare Φ-walk with the true transform T_ε^X").check()
+    page.locator("#eps-tx input[type=range]").fill("1.5")
+    page.wait_for_selector("#compare img")
+    page.wait_for_function("() => document.querySelector('#explore-caption').innerText.includes('difference')")
+    page.get_by_role("button", name="Render grid").click()
+    page.wait_for_selector("#grid img")
+    page.get_by_role("button", name="Render strip").click()
+    page.wait_for_selector("#strip img")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "explore.png"), full_page=True)
+
+
+def test_segment_upload(page, tmp_path: Path) -> None:
+    from elgan.data.synthetic import render_synthetic
+
+    image, mask, _ = render_synthetic("test", 7, 160)
+    rgba = np.concatenate([image, np.full(mask.shape + (1,), 255, np.uint8)], -1)[:, :150]  # 150 x 160, RGBA
+    path = tmp_path / "scene.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    page.get_by_role("tab", name="Segment").click()
+    page.locator(".gallery-item").nth(3).click()  # an example: the 16-bit greyscale scene
+    page.wait_for_function("() => document.querySelector('#seg-caption').innerText.includes('grey16')")
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#seg-cutout img")
+    page.wait_for_function("() => document.querySelector('#seg-caption').innerText.includes('scene.png')")
+    size = page.evaluate("""() => new Promise(resolve => {
+        const img = document.querySelector('#seg-mask img');
+        const done = () => resolve([img.naturalWidth, img.naturalHeight]);
+        img.complete && img.naturalWidth ? done() : img.addEventListener('load', done);
+    })""")
+    assert size == [150, 160]
+    page.screenshot(path=str(SHOTS / "segment.png"), full_page=True)
+
+
+def test_train_tab_runs_a_tiny_job(page) -> None:
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#iters input").fill("5")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Running')")
+    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('finished')",
+                           timeout=180_000)
+    page.wait_for_selector("#curves .js-plotly-plot", timeout=30_000)
+    page.wait_for_timeout(1000)  # let plotly finish drawing
+    page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
