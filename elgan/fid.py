@@ -2,13 +2,22 @@
 
 Offline, the embedding is the project's RotNet and the number is labelled "FD-RotNet": it ranks
 checkpoints of one run (model selection, as the paper does with FID) but is not comparable to FID.
+That is the default, because it needs nothing from outside.
+
+The standard way, when the user supplies Inception-v3 weights (``--inception PATH``: the file
+``weights-inception-2015-12-05-6726825d.pth`` that torch-fidelity itself would download): FID,
+precision and recall computed by torch-fidelity (an optional dependency, imported only then) from
+that local file, with its TensorFlow-compatible Inception, so the numbers compare with published FIDs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
+
+from .config import ConfigError
 
 
 def gaussian_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,3 +45,50 @@ def embed_batches(embed: Callable[[torch.Tensor], torch.Tensor], batches: Iterat
 
 def fd_between(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     return frechet_distance(*gaussian_stats(feats_a), *gaussian_stats(feats_b))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 [0, 255], rounded (how a saved PNG of the sample would read)."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 [N, 3, H, W] as the per-image dataset torch-fidelity reads (it resizes to 299 itself)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def check_inception(weights: str | Path) -> None:
+    """Fail at the start of a run, not at its first evaluation hours later, if --inception cannot work."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        raise ConfigError("FID with --inception needs the optional package torch-fidelity "
+                          "(pip install torch-fidelity); without --inception, FD-RotNet is used") from None
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"Inception weights not found: {weights}")
+
+
+def inception_metrics(real: torch.Tensor, fake: torch.Tensor, weights: str | Path,
+                      device: torch.device) -> dict[str, float]:
+    """{"FID", "precision", "recall"} of generated vs real uint8 images [N, 3, H, W], with torch-fidelity's
+    Inception-v3 loaded from `weights` (no download). Precision/recall (Kynkaanniemi et al.) use the
+    same Inception pool features as FID, not torch-fidelity's VGG default, so one network is loaded."""
+    check_inception(weights)
+    import torch_fidelity
+
+    # input1 is the real set: torch-fidelity's precision/recall convention (precision = share of fakes
+    # inside the real manifold). Keys by value: their constant names changed between releases.
+    m = torch_fidelity.calculate_metrics(
+        input1=_Images(real), input2=_Images(fake), fid=True, prc=True, cuda=device.type == "cuda",
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
+        cache=False, verbose=False)
+    return {"FID": float(m["frechet_inception_distance"]), "precision": float(m["precision"]),
+            "recall": float(m["recall"])}

@@ -4,17 +4,31 @@ One generator pass per iteration serves everything: the perturbed composite T^X 
 D's fake input and the target of the equivariance loss, and the walked codes G(z + Phi(eps), c) ride
 in the same batch (one G call of 2N samples instead of three calls of N). D's phase uses the fakes
 detached, as in DCGAN's reference loop.
+
+Under DistributedDataParallel (see elgan.distributed) the networks passed in are DDP wrappers, and the
+pairing of forward and backward passes is what keeps gradient sync right:
+* G and Phi run forward once per iteration; their only backward is the G phase's (the D phase reads
+  the fakes detached), so each wrapper sees one forward and one backward, as DDP requires.
+* D runs through its wrapper in the D phase only, whose backward all-reduces D's gradients before
+  D's step. The G phase backpropagates through D's *plain module*: no gradient sync for a D that will
+  not step; the local D gradients it leaves are discarded by opt_d.zero_grad before the next D backward.
+* Phi's moment regulariser is a batch statistic: it is computed on the global batch (``gather``), so
+  the loss does not depend on how the batch is split over ranks.
+Autocast covers the network forwards only; every loss term is computed in fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
 from . import losses
 from .config import GanTrainConfig
+from .distributed import unwrap
 from .nets.discriminator import Discriminator, SuperCategoryRecovery
 from .nets.generator import LayeredGenerator, Layers, compose
 from .nets.phi import LatentTransform
@@ -37,40 +51,61 @@ def mask_statistics(mask: torch.Tensor) -> dict[str, float]:
 
 
 class ElganLoss:
-    """Holds the networks and returns (total loss, {term: value}) for each phase."""
+    """Holds the networks and returns (total loss, {term: value}) for each phase.
 
-    def __init__(self, cfg: GanTrainConfig, generator: LayeredGenerator, discriminator: Discriminator,
-                 super_recovery: SuperCategoryRecovery, phi: LatentTransform,
-                 pyramid: Callable[[torch.Tensor], list[torch.Tensor]] | None,
-                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> None:
+    `generator`, `discriminator`, `super_recovery` and `phi` may be DDP wrappers (module docstring);
+    `autocast` opens the mixed-precision context of the forwards, `gather` turns a rank's share of a
+    batch into the global batch (both are identities in a one-process fp32 run).
+    """
+
+    def __init__(self, cfg: GanTrainConfig, generator: LayeredGenerator | nn.Module,
+                 discriminator: Discriminator | nn.Module, super_recovery: SuperCategoryRecovery | nn.Module,
+                 phi: LatentTransform | nn.Module, pyramid: Callable[[torch.Tensor], list[torch.Tensor]] | None,
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 gather: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> None:
         self.cfg = cfg
         self.G, self.D, self.E_pi, self.phi = generator, discriminator, super_recovery, phi
+        self.generator: LayeredGenerator = unwrap(generator)  # type: ignore[assignment]  # codes, c_sup
+        self.D_local = unwrap(discriminator)  # the G phase's D: no gradient sync (module docstring)
         self.pyramid = pyramid
         self.augment = augment  # DiffAugment, applied to real and fake alike (D side)
+        self.autocast, self.gather = autocast, gather
         if cfg.loss.equivariance and pyramid is None:
             raise ValueError("the equivariance loss needs a perceptual feature network")
 
-    def generate(self, n: int, rng: torch.Generator, device: torch.device) -> FakeBatch:
+    def generate(self, n: int, rng: torch.Generator, device: torch.device,
+                 codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> FakeBatch:
+        """G's pass of one iteration on n fresh codes, or on given (z, c, eps) (tests feed the same
+        codes to one process and to the ranks of a distributed run)."""
         cfg = self.cfg
-        z, c = self.G.sample_codes(n, rng, device)
-        eps = sample_eps(n, cfg.perturb, rng, device)
+        if codes is None:
+            z, c = self.generator.sample_codes(n, rng, device)
+            eps = sample_eps(n, cfg.perturb, rng, device)
+        else:
+            z, c, eps = codes
         z_walked = walked = None
         if cfg.loss.equivariance:
-            z_walked = self.phi(z, eps)
-            both = self.G(torch.cat([z, z_walked]), torch.cat([c, c]))
-            layers = Layers(*(t[:n] for t in both))
-            walked = both.image[n:]
+            z_walked = self.phi(z, eps)  # fp32: a 4-layer MLP, and the moment regulariser reads it
+            with self.autocast():
+                both = self.G(torch.cat([z, z_walked]), torch.cat([c, c]))
+            layers = Layers(*(t[:n].float() for t in both))
+            walked = both.image[n:].float()
         else:
-            layers = self.G(z, c)
+            with self.autocast():
+                layers = Layers(*(t.float() for t in self.G(z, c)))
         fg, mask = transform_layers(layers.foreground, layers.mask, eps_to_params(eps, cfg.perturb))
         perturbed = compose(layers.background, fg, mask)
-        return FakeBatch(c, self.G.super_category(c), layers, perturbed, walked, z_walked)
+        return FakeBatch(c, self.generator.super_category(c), layers, perturbed, walked, z_walked)
 
     def d_phase(self, real: torch.Tensor, fake: FakeBatch, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_D L_adv^(D); E_x (on D's trunk) learns c from the detached fakes here, since only D's
         optimiser steps the shared trunk (InfoGAN's practice)."""
         n = real.shape[0]
-        out = self.D(self.augment(torch.cat([real, fake.perturbed.detach()]), rng))
+        x = self.augment(torch.cat([real, fake.perturbed.detach()]), rng)
+        with self.autocast():
+            out = self.D(x)
+        out = type(out)(*(t.float() for t in out))
         loss_adv = losses.hinge_d(out.logits[:n], out.logits[n:])
         terms = {"d_adv": loss_adv, "d_real": out.logits[:n].mean(), "d_fake": out.logits[n:].mean()}
         total = loss_adv
@@ -84,14 +119,19 @@ class ElganLoss:
     def g_phase(self, fake: FakeBatch, step: int, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_{G, E, Phi} L_adv^(G) + g_r L_r + g_b L_b + g_e(t) L_equi + g_reg L_reg (+ g_size L_size)."""
         lc = self.cfg.loss
-        out = self.D(self.augment(fake.perturbed, rng))
+        x = self.augment(fake.perturbed, rng)
+        with self.autocast():
+            out = self.D_local(x)
+        out = type(out)(*(t.float() for t in out))
         terms: dict[str, torch.Tensor] = {"g_adv": losses.hinge_g(out.logits)}
         total = terms["g_adv"]
         terms["g_binarize"] = losses.binarization_loss(fake.layers.mask)
         total = total + lc.gamma_b * terms["g_binarize"]
         if lc.recovery:  # eq. (11): c from the composite, c_sup from the mask
             terms["g_recover_c"] = losses.recovery_loss(out.category_logits, fake.c)
-            terms["g_recover_csup"] = losses.recovery_loss(self.E_pi(fake.layers.mask), fake.c_sup)
+            with self.autocast():
+                csup_logits = self.E_pi(fake.layers.mask)
+            terms["g_recover_csup"] = losses.recovery_loss(csup_logits.float(), fake.c_sup)
             total = total + lc.gamma_r * (terms["g_recover_c"] + terms["g_recover_csup"])
         if lc.mask_size:
             terms["g_mask_size"] = losses.mask_size_loss(fake.layers.mask, lc.mask_size_eta)
@@ -104,7 +144,7 @@ class ElganLoss:
             # G(z + Phi(eps), c) can only match by moving the background, the opposite of what we want.
             weight = losses.equivariance_weight(step, lc.gamma_equi, lc.equi_rampup_iters)
             terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, fake.perturbed)
-            terms["g_moment_reg"] = losses.moment_regularizer(fake.z_walked)
+            terms["g_moment_reg"] = losses.moment_regularizer(self.gather(fake.z_walked))
             terms["gamma_equi"] = torch.tensor(weight)
             total = total + weight * terms["g_equivariance"] + lc.gamma_reg * terms["g_moment_reg"]
         terms["g_total"] = total

@@ -6,13 +6,22 @@ Run folder layout (all writes atomic):
   samples/NNNNNNN.png  rows background | foreground | mask | image for fixed codes
   rotnet.safetensors   the perceptual network (trained first, self-supervised, unless supplied)
   state.safetensors    everything resume needs: networks, optimisers, step, RNG states, best FD
-  last.safetensors     model bundle of the latest step; best.safetensors: lowest FD-RotNet so far
+  last.safetensors     model bundle of the latest step; best.safetensors: lowest FD-RotNet (or FID) so far
+
+Under torchrun the same loop runs data-parallel (elgan.distributed): the batch is global and split over
+the ranks, G's BatchNorm is synchronised (a step does not depend on the number of ranks), every rank
+draws its own real images and codes, and rank 0 alone evaluates and writes the run folder. The state
+holds plain (unwrapped) state dicts and the data/code RNG state of every rank, so a run resumes under
+another number of processes too; the resume is bit-exact for the same number (see
+distributed.rank_generator_state).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +29,22 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed as ddp
 from .config import GanTrainConfig, from_dict, to_dict
-from .data import load_dataset
+from .data import load_dataset, parse_spec
 from .data.augment import diff_augment, random_hflip, random_resized_crop
 from .fid import embed_batches, fd_between
 from .gan_loss import ElganLoss
 from .nets.discriminator import Discriminator, SuperCategoryRecovery
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
+from .nets.rotnet import RotNet, freeze
+from .precision import Precision
 from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
 from .visualize import grid, layer_rows, save_png
 
 NETWORKS = ("generator", "discriminator", "super_recovery", "phi")
+STREAM_REFERENCE = 5000  # streamed data: images held in memory for the RotNet and the FD reference
 
 
 @dataclass
@@ -39,7 +52,7 @@ class GanRunResult:
     best_checkpoint: Path  # lowest-FD bundle (the model the paper would use)
     last_checkpoint: Path  # bundle of the last step
     steps: int  # iterations completed
-    best_fd: float | None  # FD-RotNet (or FID) of the best checkpoint
+    best_fd: float | None  # FD-RotNet (or FID with --inception) of the best checkpoint
     completed: bool  # False when stopped early by max_minutes
 
 
@@ -53,36 +66,62 @@ def pick_device(name: str) -> torch.device:
 
 class GanTrainer:
     def __init__(self, cfg: GanTrainConfig, run_dir: str | Path, progress: bool = True) -> None:
-        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        self.device = pick_device(cfg.device)
+        ddp.setup(cfg.device)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.progress = progress and ddp.is_main()
+        self.device = ddp.device(cfg.device)  # cuda:LOCAL_RANK under torchrun
+        self.local_batch = ddp.local_batch(cfg.batch)  # cfg.batch is global: this rank's share
+        self.precision = Precision(cfg.precision, self.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = torch.Generator().manual_seed(cfg.seed)  # every draw of the run comes from here
-        self.G = LayeredGenerator(cfg.generator).to(self.device)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP checks and broadcasts)
+        self.rng = torch.Generator().manual_seed(ddp.rank_seed(cfg.seed))  # every draw of the run comes from here
+        # SyncBatchNorm (several ranks only): G's batch statistics over the global batch, as in one process
+        self.G = ddp.sync_batchnorm(LayeredGenerator(cfg.generator).to(self.device))
         self.D = Discriminator(cfg.discriminator).to(self.device)
         self.E_pi = SuperCategoryRecovery(cfg.discriminator).to(self.device)
         self.phi = LatentTransform(cfg.phi).to(self.device)
+        self.precision.fp32_parametrizations(self.D, self.E_pi)  # spectral norm in fp32 under autocast
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.phi.parameters(), *self.E_pi.parameters()],
                                       lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.scaler_d, self.scaler_g = self.precision.grad_scaler(), self.precision.grad_scaler()  # fp16 only
         self.step = 0
         self.best_fd: float | None = None
+        limit = cfg.data_limit or (STREAM_REFERENCE if cfg.stream else None)
         self.real = load_dataset(cfg.data, "train", cfg.size, with_masks=False, seed=cfg.seed,
-                                 limit=cfg.data_limit or None, progress=progress).images  # uint8 [N, 3, H, W], CPU
+                                 limit=limit, progress=self.progress).images  # uint8 [N, 3, H, W], CPU
+        self._stream: Iterator[torch.Tensor] | None = None
         self.feature_net = self._feature_net()
-        self.loss = ElganLoss(cfg, self.G, self.D, self.E_pi, self.phi, self.feature_net.pyramid, self._diffaugment)
+        # DDP handles for the training forwards; self.G etc. stay the plain modules (eval, sampling, state).
+        # find_unused_parameters only where a head really goes unused: E_x's head of D without the
+        # recovery loss (ablation A); elsewhere every parameter gets a gradient in every backward.
+        self.loss = ElganLoss(cfg, ddp.wrap(self.G), ddp.wrap(self.D, find_unused_parameters=not cfg.loss.recovery),
+                              ddp.wrap(self.E_pi), ddp.wrap(self.phi),
+                              self.precision.float_outputs(self.feature_net.pyramid), self._diffaugment,
+                              autocast=self.precision.autocast, gather=ddp.gather_batch)
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.sample_codes = self.G.sample_codes(8, fixed, self.device)
         self._real_embedding: torch.Tensor | None = None
 
     # ---- pieces -----------------------------------------------------------------------------------
 
-    def _feature_net(self):
-        path = self.run_dir / "rotnet.safetensors"
+    def _feature_net(self) -> Any:
+        """The perceptual net: the user's file (read by every rank), or a RotNet that rank 0 trains
+        (or reloads from the run folder) and hands to the other ranks by broadcast."""
         if self.cfg.rotnet:
             return load_feature_net(self.cfg.rotnet, self.device)
+        built: dict[str, Any] = {}
+
+        def on_main() -> Any:
+            built["net"] = self._rotnet(self.run_dir / "rotnet.safetensors")
+            return built["net"].cfg
+
+        net_cfg = ddp.on_main(on_main)
+        return ddp.broadcast_module(built["net"] if "net" in built else freeze(RotNet(net_cfg)).to(self.device))
+
+    def _rotnet(self, path: Path) -> Any:
         if path.exists():
             return load_feature_net(path, self.device)
         rng = torch.Generator().manual_seed(self.cfg.seed + 2)
@@ -104,29 +143,52 @@ class GanTrainer:
         return diff_augment(x, self.cfg.diffaugment, rng) if self.cfg.diffaugment else x
 
     def real_batch(self) -> torch.Tensor:
-        idx = torch.randint(0, self.real.shape[0], (self.cfg.batch,), generator=self.rng)
-        x = self.real[idx].to(self.device, non_blocking=True).float() / 127.5 - 1  # [B, 3, H, W]
+        """This rank's share of real images, augmented. In memory: a random index with replacement from
+        this rank's own RNG -- ranks draw independently, which is what one process drawing the global
+        batch does, so no DistributedSampler is needed. Streamed (LSUN LMDB): DataLoader workers and a
+        DistributedSampler that gives each rank a disjoint part of every epoch."""
+        if self.cfg.stream:
+            batch = next(self._real_stream())
+        else:
+            batch = self.real[torch.randint(0, self.real.shape[0], (self.local_batch,), generator=self.rng)]
+        x = batch.to(self.device, non_blocking=True).float() / 127.5 - 1  # [B, 3, H, W]
         if self.cfg.hflip:
             x = random_hflip(x, self.rng)
         if self.cfg.rrc:
             x = random_resized_crop(x, (self.cfg.rrc_scale, 1.0), generator=self.rng)
         return x
 
+    def _real_stream(self) -> Iterator[torch.Tensor]:
+        if self._stream is None:
+            from .data.lsun import LmdbImages, lsun_batches
+
+            images = LmdbImages(parse_spec(self.cfg.data)[1], self.cfg.size, limit=self.cfg.data_limit or None)
+            epoch = self.step * self.cfg.batch // len(images)  # a resumed run starts the epoch it was in
+            self._stream = lsun_batches(images, self.local_batch, rank=ddp.rank(), world_size=ddp.world_size(),
+                                        seed=self.cfg.seed, workers=self.cfg.data_workers,
+                                        cuda=self.device.type == "cuda", start_epoch=epoch)
+        return self._stream
+
     # ---- one iteration ----------------------------------------------------------------------------
 
-    def train_step(self) -> dict[str, float]:
-        """One D phase then one G phase on a shared generator pass; returns every logged term."""
+    def train_step(self, real: torch.Tensor | None = None,
+                   codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+        """One D phase then one G phase on a shared generator pass; returns this rank's logged terms
+        (fit averages them over the ranks). `real` (float, [-1, 1]) and `codes` (z, c, eps) replace
+        this rank's draws: tests feed one process and the ranks of a distributed run the same batch."""
         self.G.train()
-        real = self.real_batch()
-        fake = self.loss.generate(self.cfg.batch, self.rng, self.device)
+        real = self.real_batch() if real is None else real
+        fake = self.loss.generate(self.local_batch, self.rng, self.device, codes)
         d_total, d_logs = self.loss.d_phase(real, fake, self.rng)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_total.backward()
-        self.opt_d.step()
+        self.opt_d.zero_grad(set_to_none=True)  # also drops D's unsynced gradients of the last G phase
+        self.scaler_d.scale(d_total).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
         g_total, g_logs = self.loss.g_phase(fake, self.step, self.rng)
         self.opt_g.zero_grad(set_to_none=True)
-        g_total.backward()
-        self.opt_g.step()
+        self.scaler_g.scale(g_total).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
         self.step += 1
         return {**d_logs, **g_logs}
 
@@ -135,18 +197,39 @@ class GanTrainer:
     @torch.no_grad()
     def frechet_distance(self) -> float:
         """FD-RotNet between fd_samples training images and as many samples (G in eval mode)."""
-        n, bs = self.cfg.fd_samples, 100
         embed = self.feature_net.embed
         if self._real_embedding is None:
-            idx = torch.randperm(self.real.shape[0], generator=torch.Generator().manual_seed(self.cfg.seed + 3))[:n]
-            self._real_embedding = embed_batches(
-                embed, (self.real[idx[i:i + bs]].to(self.device).float() / 127.5 - 1 for i in range(0, len(idx), bs)))
+            self._real_embedding = embed_batches(embed, (x.to(self.device).float() / 127.5 - 1
+                                                         for x in self._fd_reals()))
+        return fd_between(self._real_embedding, embed_batches(embed, self._fd_fakes()))
+
+    def _fd_reals(self, bs: int = 100) -> Iterator[torch.Tensor]:
+        """fd_samples training images (uint8 batches), the same ones at every evaluation."""
+        idx = torch.randperm(self.real.shape[0], generator=torch.Generator().manual_seed(self.cfg.seed + 3))
+        idx = idx[:self.cfg.fd_samples]
+        return (self.real[idx[i:i + bs]] for i in range(0, len(idx), bs))
+
+    def _fd_fakes(self, bs: int = 100) -> Iterator[torch.Tensor]:
+        """fd_samples images of G in eval mode ([-1, 1] batches), from the same codes at every evaluation."""
+        n, rng = self.cfg.fd_samples, torch.Generator().manual_seed(self.cfg.seed + 4)
         self.G.eval()
-        rng = torch.Generator().manual_seed(self.cfg.seed + 4)
-        fake = embed_batches(embed, (self.G(*self.G.sample_codes(min(bs, n - i), rng, self.device)).image
-                                     for i in range(0, n, bs)))
-        self.G.train()
-        return fd_between(self._real_embedding, fake)
+        try:
+            for i in range(0, n, bs):
+                yield self.G(*self.G.sample_codes(min(bs, n - i), rng, self.device)).image
+        finally:
+            self.G.train()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Rank 0's model-selection metrics: {"FD-RotNet": fd} offline (or FD-VGG16 with a VGG file), or
+        with cfg.inception the standard {"FID", "precision", "recall"} by torch-fidelity."""
+        if not self.cfg.inception:
+            return {self.fd_name: self.frechet_distance()}
+        from .fid import inception_metrics, to_uint8
+
+        return inception_metrics(torch.cat(list(self._fd_reals())),
+                                 torch.cat([to_uint8(x).cpu() for x in self._fd_fakes()]),
+                                 self.cfg.inception, self.device)
 
     @torch.no_grad()
     def write_samples(self) -> Path:
@@ -168,21 +251,33 @@ class GanTrainer:
 
     @property
     def fd_name(self) -> str:
+        if self.cfg.inception:
+            return "FID"
         return "FD-VGG16" if self.cfg.rotnet and not self.cfg.rotnet.endswith(".safetensors") else "FD-RotNet"
 
     def save(self) -> None:
-        """state.safetensors first (resume needs only it), then the user-facing last bundle."""
-        ckpt.save_state(self.run_dir / "state.safetensors", {
-            "step": self.step, "best_fd": self.best_fd, "config": to_dict(self.cfg),
-            "nets": {name: getattr(self, attr).state_dict() for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"),
-                                                                                     strict=True)},
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-        })
-        self.bundle(self.run_dir / "last.safetensors")
+        """state.safetensors first (resume needs only it), then the user-facing last bundle. Every rank
+        calls this (each contributes its RNG state); rank 0 writes, the others wait at the barrier."""
+        rng_states = ddp.gather_states(self.rng.get_state())
+        if ddp.is_main():
+            state = {
+                "step": self.step, "best_fd": self.best_fd, "config": to_dict(self.cfg),
+                "nets": {name: getattr(self, attr).state_dict()
+                         for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True)},
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "rng": rng_states[0], "torch_rng": torch.get_rng_state(),
+            }
+            if len(rng_states) > 1:
+                state["rng_ranks"] = rng_states
+            if self.scaler_d.is_enabled():  # fp16: the loss scales are part of the optimisation state
+                state.update(scaler_d=self.scaler_d.state_dict(), scaler_g=self.scaler_g.state_dict())
+            ckpt.save_state(self.run_dir / "state.safetensors", state)
+            self.bundle(self.run_dir / "last.safetensors")
+        ddp.barrier()
 
     def load(self) -> None:
-        state = ckpt.load_state(self.run_dir / "state.safetensors")
+        """Resume from state.safetensors (read by rank 0, broadcast), under any number of ranks."""
+        state = ddp.on_main(lambda: ckpt.load_state(self.run_dir / "state.safetensors"))
         saved = to_dict(from_dict(GanTrainConfig, state["config"]))  # fills fields added since the run began
         if _resumable(json.loads(json.dumps(saved))) != _resumable(json.loads(json.dumps(to_dict(self.cfg)))):
             raise ckpt.CheckpointError(f"{self.run_dir}: the run was started with another configuration; "
@@ -191,61 +286,86 @@ class GanTrainer:
             ckpt.load_into(getattr(self, attr), state["nets"][name], name)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.set_state(state["rng"])
+        self.rng.set_state(ddp.rank_generator_state(state.get("rng_ranks") or [state["rng"]]))
         torch.set_rng_state(state["torch_rng"])
+        if self.scaler_d.is_enabled() and "scaler_d" in state:  # else (e.g. fp32 -> fp16): fresh scales
+            self.scaler_d.load_state_dict(state["scaler_d"])
+            self.scaler_g.load_state_dict(state["scaler_g"])
         self.step, self.best_fd = int(state["step"]), state["best_fd"]
-        _truncate_log(self.run_dir / "log.jsonl", self.step)
+        if ddp.is_main():
+            _truncate_log(self.run_dir / "log.jsonl", self.step)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
     def fit(self) -> GanRunResult:
-        cfg = self.cfg
+        cfg, main = self.cfg, ddp.is_main()
         start, completed = time.monotonic(), True
         bar = _bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
         t_last, n_last = time.monotonic(), self.step
-        with open(self.run_dir / "log.jsonl", "a") as log:
+        with open(self.run_dir / "log.jsonl", "a") if main else contextlib.nullcontext() as log:
             while self.step < cfg.iters:
                 logs = self.train_step()
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.iters:
+                    logs = ddp.mean_scalars(logs)  # every rank's share of the batch counts
                     now = time.monotonic()
-                    ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)
+                    ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)  # global images/s
                     t_last, n_last = now, self.step
-                    record = {"step": self.step, "time": round(now - start, 2), "imgs_per_s": round(ips, 2), **logs}
-                    if self.step % cfg.fd_every == 0 or self.step == cfg.iters:
-                        record[self.fd_name] = fd = self.frechet_distance()
-                        if self.best_fd is None or fd < self.best_fd:
-                            self.best_fd = fd
-                            self.bundle(self.run_dir / "best.safetensors")
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    if main:
+                        self._log(log, logs, round(now - start, 2), ips)
                     bar.set_postfix(d=f"{logs['d_adv']:.2f}", g=f"{logs['g_adv']:.2f}",
                                     mask=f"{logs['mask_area']:.2f}", ips=f"{ips:.0f}")
-                if self.step % cfg.sample_every == 0 or self.step == cfg.iters:
+                if main and (self.step % cfg.sample_every == 0 or self.step == cfg.iters):
                     self.write_samples()
-                out_of_time = cfg.max_minutes > 0 and time.monotonic() - start > cfg.max_minutes * 60
+                # every rank must take the same decision, or one would wait forever for the others
+                out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.monotonic() - start > cfg.max_minutes * 60)
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.iters or out_of_time:
                     self.save()
                 if out_of_time and self.step < cfg.iters:
                     completed = False
                     break
         bar.close()
-        if not (self.run_dir / "best.safetensors").exists():
+        if main and not (self.run_dir / "best.safetensors").exists():
             self.bundle(self.run_dir / "best.safetensors")  # no FD measured yet: the last model is all there is
+        self.best_fd = ddp.broadcast_object(self.best_fd)
         return GanRunResult(self.run_dir / "best.safetensors", self.run_dir / "last.safetensors", self.step,
                             self.best_fd, completed)
 
+    def _log(self, log: Any, logs: dict[str, float], elapsed: float, ips: float) -> None:
+        """Rank 0: one JSON line; at FD steps also the metrics, and best.safetensors if they improved."""
+        record = {"step": self.step, "time": elapsed, "imgs_per_s": round(ips, 2), **logs}
+        if self.step % self.cfg.fd_every == 0 or self.step == self.cfg.iters:
+            record.update(self.evaluate())
+            fd = record[self.fd_name]
+            if self.best_fd is None or fd < self.best_fd:
+                self.best_fd = fd
+                self.bundle(self.run_dir / "best.safetensors")
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
 
 def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> GanRunResult:
-    """Train (or resume) an ELGAN run in `run_dir`; refuses to overwrite a run unless resuming."""
+    """Train (or resume) an ELGAN run in `run_dir`; refuses to overwrite a run unless resuming. Under
+    torchrun every process calls this; rank 0 checks and writes the run folder."""
+    ddp.setup(cfg.device)
     run_dir = Path(run_dir)
-    state = run_dir / "state.safetensors"
-    if not resume and state.exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another folder")
-    if resume and not state.exists():
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no state.safetensors)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    def prepare() -> None:
+        state = run_dir / "state.safetensors"
+        if not resume and state.exists():
+            raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose "
+                                  "another folder")
+        if resume and not state.exists():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no state.safetensors)")
+        if cfg.inception:
+            from .fid import check_inception
+
+            check_inception(cfg.inception)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temporaries(run_dir)  # half-written files of a run killed while saving
+        ckpt.atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    ddp.on_main(prepare)
     trainer = GanTrainer(cfg, run_dir, progress)
     if resume:
         trainer.load()
@@ -254,7 +374,8 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, pr
 
 def _resumable(cfg: dict) -> dict:
     """The parts of a config that must not change across a resume (length, budget and placement may)."""
-    return {k: v for k, v in cfg.items() if k not in ("iters", "max_minutes", "device", "threads")}
+    return {k: v for k, v in cfg.items()
+            if k not in ("iters", "max_minutes", "device", "threads", "precision", "data_workers")}
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -12,6 +12,10 @@ A stage that finished writes ``DONE`` (its result and wall time) in its folder (
 ``resume`` skips finished stages, resumes an interrupted one from its state, and starts the others. A
 stage stopped by its wall-time cap counts as finished: the cap is the budget.
 
+Under torchrun (``torchrun --nproc_per_node=N -m training.pipeline ...``) the GAN and U-Net stages run
+data-parallel on every process; evaluation and the bundle are rank 0's alone, and rank 0 alone reads
+and writes the run folder (stage markers included), the others learn the results by broadcast.
+
 Presets: ``paper`` (the paper's settings: 128 px, FineGAN width 64, batch 32, 810 CUB epochs, U-Net
 12k x 95), ``cpu`` (64 px, sized to finish on 2 CPU cores in under 2 hours, each stage also capped by
 wall time) and ``tiny`` (32 px, a few dozen steps per stage: tests).
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from . import distributed as ddp
 from .checkpoint import atomic_write_text
 from .config import ConfigError, GanTrainConfig, UNetConfig, gan_config, register, to_dict
 from .unet_trainer import UNetTrainConfig
@@ -72,6 +77,7 @@ class PresetSpec(NamedTuple):
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16, both training stages (see elgan/precision.py)
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -140,7 +146,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
         raise ConfigError(f"unknown pipeline override(s) {sorted(unknown)}; known: "
                           f"{sorted(set(PresetSpec._fields) | top_keys)}")
     s = SPECS[preset]._replace(**overrides)
-    common = {"seed": s.seed, "device": s.device, "threads": s.threads}
+    common = {"seed": s.seed, "device": s.device, "threads": s.threads, "precision": s.precision}
     every = max(1, min(500, s.gan_iters // 10))
     gan = gan_config(s.size, "E", s.gan_width, data=data, batch=s.gan_batch, iters=s.gan_iters,
                      rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
@@ -174,20 +180,21 @@ def _stage_gan(cfg: PipelineConfig, root: Path, progress: bool) -> dict[str, Any
 
     folder = root / "gan"
     t = time.perf_counter()
-    r = train_gan(cfg.gan, folder, resume=(folder / "state.safetensors").exists(), progress=progress)
+    resume = ddp.on_main(lambda: (folder / "state.safetensors").exists())
+    r = train_gan(cfg.gan, folder, resume=resume, progress=progress)
     return {"best_checkpoint": str(r.best_checkpoint), "steps": r.steps, "best_fd": r.best_fd,
             "completed": r.completed, "wall_s": time.perf_counter() - t}
 
 
 def _stage_unet(cfg: PipelineConfig, root: Path, gan_best: str, progress: bool) -> dict[str, Any]:
     from .bundle import load_model_bundle
-    from .unet_trainer import resolve_device, train_unet
+    from .unet_trainer import train_unet
 
     folder = root / "unet"
     t = time.perf_counter()
-    generator = load_model_bundle(gan_best, resolve_device(cfg.unet.device)).generator
-    r = train_unet(cfg.unet, folder, generator, resume=(folder / "state.safetensors").exists(),
-                   progress=progress)
+    generator = ddp.on_main(lambda: load_model_bundle(gan_best, "cpu").generator)  # moved by train_unet
+    resume = ddp.on_main(lambda: (folder / "state.safetensors").exists())
+    r = train_unet(cfg.unet, folder, generator, resume=resume, progress=progress)
     return {"best_checkpoint": str(r.best_checkpoint), "steps": r.steps, "best_val_iou": r.best_val_iou,
             "finished": r.finished, "imgs_per_s": r.imgs_per_s, "wall_s": time.perf_counter() - t}
 
@@ -214,34 +221,57 @@ def _stage_eval(cfg: PipelineConfig, unet_best: str, progress: bool) -> dict[str
 
 def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None, resume: bool = False,
                  progress: bool = True, log: Callable[[str], None] = print) -> PipelineResult:
-    """GAN -> U-Net on its pairs -> evaluation -> bundle.safetensors; `resume` skips finished stages."""
-    from .bundle import load_model_bundle, load_unet, save_model_bundle
-
+    """GAN -> U-Net on its pairs -> evaluation -> bundle.safetensors; `resume` skips finished stages.
+    Under torchrun every process calls this: the training stages are distributed, the rest is rank 0's."""
+    ddp.setup(cfg.gan.device)
     root = Path(out_dir) if out_dir is not None else cfg.run_dir
-    saved = root / "config.json"
-    if saved.exists() and not resume:
-        raise FileExistsError(f"{root} already holds a pipeline run; resume it (--resume) or choose "
-                              "another folder")
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    main = ddp.is_main()
+    progress = progress and main
 
+    def prepare() -> None:
+        saved = root / "config.json"
+        if saved.exists() and not resume:
+            raise FileExistsError(f"{root} already holds a pipeline run; resume it (--resume) or choose "
+                                  "another folder")
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    ddp.on_main(prepare)
     stages: dict[str, dict[str, Any]] = {}
     for name, marker in (("gan", root / "gan" / DONE), ("unet", root / "unet" / DONE), ("eval", root / EVAL)):
-        skipped = resume and marker.exists()
-        if skipped:
-            stages[name] = json.loads(marker.read_text())
+        done = ddp.on_main(lambda m=marker: json.loads(m.read_text()) if resume and m.exists() else None)
+        if done is not None:
+            stages[name] = done
         else:
             if name == "gan":
                 stages[name] = _stage_gan(cfg, root, progress)
             elif name == "unet":
                 stages[name] = _stage_unet(cfg, root, stages["gan"]["best_checkpoint"], progress)
-            else:
-                stages[name] = _stage_eval(cfg, stages["unet"]["best_checkpoint"], progress)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(marker, json.dumps(stages[name], indent=2, sort_keys=True, default=str))
-        log(f"[{name}] {'(done earlier) ' if skipped else ''}{_summary(name, stages[name])}")
+            else:  # one process scores the test split; the others get its record
+                stages[name] = ddp.on_main(lambda: _stage_eval(cfg, stages["unet"]["best_checkpoint"], progress))
+
+            def write(m: Path = marker, record: dict[str, Any] = stages[name]) -> None:
+                m.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(m, json.dumps(record, indent=2, sort_keys=True, default=str))
+
+            ddp.on_main(write)
+        if main:
+            log(f"[{name}] {'(done earlier) ' if done is not None else ''}{_summary(name, stages[name])}")
 
     wall = {name: float(s["wall_s"]) for name, s in stages.items()}
+    wall["bundle"] = ddp.on_main(lambda: _write_bundle(cfg, root, stages, wall))
+    if main:
+        per_stage = ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
+        log(f"wall time: {per_stage}; total {sum(wall.values()):.0f} s")
+        log(f"bundle: {root / 'bundle.safetensors'}")
+    return PipelineResult(root / "bundle.safetensors", stages["eval"]["scores"], wall)
+
+
+def _write_bundle(cfg: PipelineConfig, root: Path, stages: dict[str, dict[str, Any]],
+                  wall: dict[str, float]) -> float:
+    """Rank 0: generator, phi, U-Net and D of the best checkpoints + metrics -> bundle.safetensors."""
+    from .bundle import load_model_bundle, load_unet, save_model_bundle
+
     t = time.perf_counter()
     gan = load_model_bundle(stages["gan"]["best_checkpoint"])
     unet = load_unet(stages["unet"]["best_checkpoint"])
@@ -251,14 +281,9 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None, resume:
                                                                    ("data", "split", "size", "protocol")}},
             "gan": {k: stages["gan"][k] for k in ("steps", "best_fd", "completed")},
             "unet": {k: stages["unet"][k] for k in ("steps", "best_val_iou", "finished", "imgs_per_s")}}
-    bundle = root / "bundle.safetensors"
-    save_model_bundle(bundle, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator,
+    save_model_bundle(root / "bundle.safetensors", gan.generator, gan.phi, gan.perturb, unet, gan.discriminator,
                       {**meta, "wall_s": {**wall, "bundle": time.perf_counter() - t}}, half=cfg.half)
-    wall["bundle"] = time.perf_counter() - t
-    per_stage = ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
-    log(f"wall time: {per_stage}; total {sum(wall.values()):.0f} s")
-    log(f"bundle: {bundle}")
-    return PipelineResult(bundle, metrics, wall)
+    return time.perf_counter() - t
 
 
 def _summary(name: str, s: dict[str, Any]) -> str:

@@ -13,6 +13,10 @@ Sources of pairs:
 
 Run folder: ``last.safetensors`` (bundle: "unet" + configs), ``best.safetensors`` (best val IoU),
 ``state.safetensors`` (weights, optimiser, step, RNG: everything resume needs), ``log.jsonl``.
+
+Under torchrun (elgan.distributed): DDP on the U-Net (SyncBatchNorm, so a step does not depend on the
+number of ranks), the global batch split over the ranks, each rank drawing its own pairs; rank 0 alone
+validates and writes. Mixed precision: autocast around F_theta, the BCE in fp32, a GradScaler for fp16.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed as ddp
 from .checkpoint import CheckpointError, atomic_write_text, load_bundle, load_state, save_bundle, save_state
-from .config import ConfigError, UNetConfig, register, to_dict
+from .config import PRECISIONS, ConfigError, UNetConfig, register, to_dict
 from .metrics import ScoreAccumulator
 from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
+from .precision import Precision
 from .synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
 
 LAST, BEST, STATE, LOG = "last.safetensors", "best.safetensors", "state.safetensors", "log.jsonl"
@@ -64,10 +70,12 @@ class UNetTrainConfig:
     log_every: int = 25  # steps between JSON log lines
     ckpt_every: int = 500  # steps between (atomic) checkpoints
     max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    precision: str = "auto"  # auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 (GradScaler)
 
     def __post_init__(self) -> None:
+        _check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         kind = self.source_kind
         _check(kind in ("stream", "folder", "real"),
                f"source must be stream, folder:PATH or real:SPEC, got {self.source!r}")
@@ -187,7 +195,8 @@ def build_sources(cfg: UNetTrainConfig, generator: LayeredGenerator | None,
                 raise ConfigError("the stream source needs a generator: pass one, or set gan to a checkpoint")
             from .bundle import load_model_bundle  # lazy: only the stream-from-file case needs it
 
-            generator = load_model_bundle(cfg.gan, device).generator
+            # read by rank 0 and broadcast: the file need only exist where rank 0 runs
+            generator = ddp.on_main(lambda: load_model_bundle(cfg.gan, "cpu").generator)
         generator.to(device)
         val_rng = torch.Generator().manual_seed(derived_seed(cfg.seed, VAL_STREAM))
         val = [resize_pairs(p, cfg.size) for p in synthesize(generator, cfg.val_size, 100, val_rng)]
@@ -239,7 +248,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 # Settings a resumed run may change: its length, budget, placement and bookkeeping cadence.
 RESUME_MAY_CHANGE = ("steps", "max_minutes", "device", "threads", "log_every", "val_every", "ckpt_every",
-                     "gan")
+                     "gan", "precision")
 
 
 def _check_resumable(saved: dict, cfg: UNetTrainConfig) -> None:
@@ -258,58 +267,70 @@ def _save_checkpoint(run_dir: Path, name: str, unet: UNet, cfg: UNetTrainConfig,
 def train_unet(cfg: UNetTrainConfig, run_dir: str | Path, generator: LayeredGenerator | None = None,
                resume: bool = False, progress: bool = True) -> UNetRunResult:
     """Train F_theta on cfg.source; resumable from run_dir/state.safetensors. Moves `generator` to the
-    training device (the stream source samples it there)."""
+    training device (the stream source samples it there). Under torchrun every process calls this."""
+    ddp.setup(cfg.device)
     run_dir = Path(run_dir)
-    state_path = run_dir / STATE
-    if state_path.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a U-Net run; pass resume=True (--resume) or choose "
-                              "another folder")
-    if resume and not state_path.exists():
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no {STATE})")
-    if resume and (run_dir / "config.json").exists():
-        _check_resumable(json.loads((run_dir / "config.json").read_text()), cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    def prepare() -> None:  # rank 0's file system decides; a refusal stops every rank (ddp.on_main)
+        state_path = run_dir / STATE
+        if state_path.exists() and not resume:
+            raise FileExistsError(f"{run_dir} already holds a U-Net run; pass resume=True (--resume) or choose "
+                                  "another folder")
+        if resume and not state_path.exists():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no {STATE})")
+        if resume and (run_dir / "config.json").exists():
+            _check_resumable(json.loads((run_dir / "config.json").read_text()), cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+    ddp.on_main(prepare)
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, run_dir, generator, resume, progress)
+        return _train(cfg, run_dir, generator, resume, progress and ddp.is_main())
     finally:
         torch.set_num_threads(threads)  # the caller's setting, e.g. the app's, is left as it was
 
 
 def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | None, resume: bool,
            progress: bool) -> UNetRunResult:
-    state_path = run_dir / STATE
-    device = resolve_device(cfg.device)
+    state_path, main = run_dir / STATE, ddp.is_main()
+    device = ddp.device(cfg.device)  # cuda:LOCAL_RANK under torchrun
+    batch = ddp.local_batch(cfg.batch, "U-Net batch")  # cfg.batch is global: this rank's share
+    precision = Precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with torch.random.fork_rng(devices=[]):  # a seeded init without touching the caller's global RNG
         torch.manual_seed(cfg.seed)
         unet = UNet(cfg.unet, input_size=cfg.size)
-    unet.to(device, memory_format=CHANNELS_LAST).train()
+    unet = ddp.sync_batchnorm(unet.to(device, memory_format=CHANNELS_LAST).train())
     opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
-    rng = torch.Generator().manual_seed(derived_seed(cfg.seed, TRAIN_STREAM))
+    scaler = precision.grad_scaler()  # fp16 only; a pass-through otherwise
+    rng = torch.Generator().manual_seed(ddp.rank_seed(derived_seed(cfg.seed, TRAIN_STREAM)))  # this rank's draws
     step, best_iou, best_step = 0, None, None
     if resume:
-        state = load_state(state_path)
+        state, best_meta = ddp.on_main(lambda: (load_state(state_path), load_bundle(run_dir / BEST).metadata
+                                                if (run_dir / BEST).exists() else None))
         try:
             unet.load_state_dict(state["unet"])
             opt.load_state_dict(state["optimizer"])
-            rng.set_state(state["data_rng"])
+            rng.set_state(ddp.rank_generator_state(state.get("data_rng_ranks") or [state["data_rng"]]))
+            if scaler.is_enabled() and "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{state_path}: does not match this U-Net config: {exc}") from exc
         step, best_iou, best_step = int(state["step"]), state["best_val_iou"], state["best_step"]
-        if (run_dir / BEST).exists():  # a best written after the last state save still counts
-            best_meta = load_bundle(run_dir / BEST).metadata
+        if best_meta is not None:  # a best written after the last state save still counts
             if best_iou is None or best_meta.get("val_iou", -1.0) > best_iou:
                 best_iou, best_step = best_meta.get("val_iou"), best_meta.get("step")
-        _truncate_log(run_dir / LOG, step)
-    if step >= cfg.steps and (run_dir / BEST).exists():
+        if main:
+            _truncate_log(run_dir / LOG, step)
+    if step >= cfg.steps and ddp.on_main(lambda: (run_dir / BEST).exists()):
         return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, True, 0.0)
 
     source, val = build_sources(cfg, generator, device)
+    model = ddp.wrap(unet)  # training forwards; `unet` itself for validation and saving (rank 0, no sync)
     bar = tqdm(total=cfg.steps, initial=step, desc="U-Net", unit="step", disable=not progress,
                dynamic_ncols=True)
     start = win_start = time.perf_counter()
@@ -318,45 +339,64 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        pairs = source.draw(cfg.batch, rng)
+        pairs = source.draw(batch, rng)
         x = pairs.images.to(device, non_blocking=True, memory_format=CHANNELS_LAST)  # [B, 3, S, S] in [-1, 1]
         y = pairs.masks.to(device, non_blocking=True)  # [B, 1, S, S] soft pi
-        loss = segmentation_loss(unet(x), y)
+        with precision.autocast():
+            logits = model(x)
+        loss = segmentation_loss(logits.float(), y)  # the BCE in fp32
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         step += 1
         win_loss += loss.detach()
         win_n += 1
         bar.update(1)
-        out_of_time = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
+        # every rank must take the same decisions (a collective follows each), so they depend on the
+        # step and on an all-reduced wall-time flag, never on what rank 0 alone measured
+        out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.perf_counter() - start > 60 * cfg.max_minutes)
         last = step == cfg.steps or out_of_time
-        val_iou = validate(unet, val, device) if step % cfg.val_every == 0 or last else None
+        val_step = step % cfg.val_every == 0 or last
+        val_iou = validate(unet, val, device) if val_step and main else None
         if val_iou is not None and (best_iou is None or val_iou > best_iou):
             best_iou, best_step = val_iou, step
             _save_checkpoint(run_dir, BEST, unet, cfg, {"step": step, "val_iou": val_iou})
-        if step % cfg.log_every == 0 or val_iou is not None or last:
+        if step % cfg.log_every == 0 or val_step:
             now = time.perf_counter()
-            record = {"step": step, "loss": float(win_loss) / win_n, "lr": lr,
+            record = {"step": step, "loss": ddp.mean_scalars({"loss": float(win_loss) / win_n})["loss"], "lr": lr,
                       "imgs_per_s": win_n * cfg.batch / max(now - win_start, 1e-9), "elapsed_s": now - start}
             if val_iou is not None:
                 record["val_iou"] = val_iou
-            _append_log(run_dir / LOG, record)
+            if main:
+                _append_log(run_dir / LOG, record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['imgs_per_s']:.0f}",
                             best_iou="-" if best_iou is None else f"{best_iou:.3f}")
             win_start, win_loss, win_n = now, torch.zeros((), device=device), 0
         if step % cfg.ckpt_every == 0 or last:
-            save_state(state_path, {"unet": unet.state_dict(), "optimizer": opt.state_dict(),
-                                    "step": step, "data_rng": rng.get_state(),
-                                    "best_val_iou": best_iou, "best_step": best_step})
-            _save_checkpoint(run_dir, LAST, unet, cfg, {"step": step, "val_iou": val_iou,
-                                                        "best_val_iou": best_iou, "best_step": best_step})
+            rng_states = ddp.gather_states(rng.get_state())  # every rank's stream: exact resume for the same N
+            if main:
+                extra = {"data_rng_ranks": rng_states} if len(rng_states) > 1 else {}
+                if scaler.is_enabled():
+                    extra["scaler"] = scaler.state_dict()
+                save_state(state_path, {"unet": unet.state_dict(), "optimizer": opt.state_dict(),
+                                        "step": step, "data_rng": rng_states[0],
+                                        "best_val_iou": best_iou, "best_step": best_step, **extra})
+                _save_checkpoint(run_dir, LAST, unet, cfg, {"step": step, "val_iou": val_iou,
+                                                            "best_val_iou": best_iou, "best_step": best_step})
+            ddp.barrier()
         if out_of_time:
             break
     bar.close()
-    if not (run_dir / BEST).exists():  # e.g. resumed a run that had reached its steps before any best
-        best_iou, best_step = validate(unet, val, device), step
-        _save_checkpoint(run_dir, BEST, unet, cfg, {"step": step, "val_iou": best_iou})
+
+    def final_best() -> tuple[float | None, int | None]:
+        if not (run_dir / BEST).exists():  # e.g. resumed a run that had reached its steps before any best
+            iou = validate(unet, val, device)
+            _save_checkpoint(run_dir, BEST, unet, cfg, {"step": step, "val_iou": iou})
+            return iou, step
+        return best_iou, best_step
+
+    best_iou, best_step = ddp.on_main(final_best)  # rank 0's bookkeeping is the run's
     elapsed = time.perf_counter() - start
     ips = (step - start_step) * cfg.batch / elapsed if elapsed > 0 and step > start_step else 0.0
     return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, step >= cfg.steps, ips)

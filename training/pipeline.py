@@ -4,6 +4,7 @@
   python -m training.pipeline --preset cpu --out runs/pipeline-cpu --resume   # continue after a stop
   python -m training.pipeline --preset paper --data cub:PATH --out runs/paper-cub
   python -m training.pipeline --preset tiny --out /tmp/tiny --dry-run         # print the resolved config
+  torchrun --nproc_per_node=4 -m training.pipeline --preset paper --data cub:PATH --out runs/paper-4gpu
 
 Presets: paper (the paper's settings: 128 px, generator width 64, batch 32, 810 CUB epochs; U-Net 12k
 steps x 95), cpu (64 px, sized for 2 CPU cores and capped by wall time per stage), tiny (32 px, a few
@@ -17,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from elgan.config import ConfigError, from_dict, replace, to_dict
+from elgan import distributed
+from elgan.config import PRECISIONS, ConfigError, from_dict, replace, to_dict
 from elgan.pipeline import PRESETS, PipelineConfig, pipeline_config
 
 # flag -> PresetSpec / PipelineConfig field (None values are "not given" and keep the preset's)
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-convention", choices=("dataset", "per_image"), default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--half", action="store_true", help="store fp16 weights in the bundle (half the size)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="training precision of both stages: "
+                   "auto (bf16 on CUDA GPUs that support it, else fp32) | fp32 | bf16 | fp16")
     for name, kind in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                        help="override the preset's " + name)
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    for key in ("eval_data", "eval_split", "eval_convention", "device"):
+    for key in ("eval_data", "eval_split", "eval_convention", "device", "precision"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.half:
@@ -62,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    distributed.setup(args.device or "auto")  # under torchrun: join the group; files are read by rank 0 alone
     for name in OVERRIDES:
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -71,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.out:
                 parser.error("--resume needs --out")
             saved = Path(args.out) / "config.json"
-            if not saved.exists():
+            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
+            if text is None:
                 parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(PipelineConfig, json.loads(saved.read_text()))
+            cfg = from_dict(PipelineConfig, json.loads(text))
             if args.threads is not None:  # placement may change on resume; nothing that alters results
                 cfg = replace(cfg, gan=replace(cfg.gan, threads=args.threads),
                               unet=replace(cfg.unet, threads=args.threads))
@@ -89,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.data import DataError
     from elgan.pipeline import run_pipeline
 
-    try:
+    try:  # under torchrun every process runs this; run_pipeline joins the process group
         result = run_pipeline(cfg, cfg.run_dir, resume=args.resume, progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        main = distributed.is_main()
+    except (FileExistsError, FileNotFoundError, DataError, CheckpointError, ConfigError) as exc:
+        if distributed.is_main():
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    if result.metrics is not None:
+    finally:
+        distributed.cleanup()
+    if main and result.metrics is not None:
         print(json.dumps({k: result.metrics[k] for k in ("acc", "iou", "miou", "n")}))
     return 0
 

@@ -3,6 +3,10 @@
   python -m training.train_gan --config E --size 64 --iters 20000 --out runs/synthetic-E
   python -m training.train_gan --out runs/synthetic-E --resume          # continue a stopped run
   python -m training.train_gan --config A --data folder:../shared/data/weizmann_horse --dry-run
+  torchrun --nproc_per_node=4 -m training.train_gan --size 128 --batch 128 --out runs/4gpu   # 4 GPUs, DDP
+
+Under torchrun the batch is global (split over the processes) and rank 0 writes the run folder; see
+docs/multi_gpu.md.
 
 --config selects the Table 3 ablation: A translation + mask-size loss (PerturbGAN's counterpart),
 B A with private-code recovery instead, C + scale, D + rotation, E + equivariance loss (ELGAN).
@@ -15,7 +19,18 @@ import json
 import sys
 from pathlib import Path
 
-from elgan.config import ABLATIONS, SIZES, ConfigError, GanTrainConfig, from_dict, gan_config, replace, to_dict
+from elgan import distributed
+from elgan.config import (
+    ABLATIONS,
+    PRECISIONS,
+    SIZES,
+    ConfigError,
+    GanTrainConfig,
+    from_dict,
+    gan_config,
+    replace,
+    to_dict,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto (default: bf16 on CUDA GPUs "
+                   "that support it, else fp32) | fp32 | bf16 | fp16 (with loss scaling); kept on --resume")
+    p.add_argument("--inception", default="", help="Inception-v3 weights (torch-fidelity's weights-inception-"
+                   "2015-12-05-6726825d.pth): select by FID, log precision/recall (needs torch-fidelity)")
+    p.add_argument("--stream", action="store_true", help="lsun:PATH LMDB: stream images with DataLoader "
+                   "workers instead of loading them into memory")
+    p.add_argument("--data-limit", type=int, default=0, help="use only the first N training images "
+                   "(0: all); quick trials and tests")
+    p.add_argument("--data-workers", type=int, default=None, help="DataLoader workers per process when "
+                   "streaming (default 4)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
@@ -61,23 +86,32 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
         rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, fd_samples=args.fd_samples,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
         max_minutes=args.max_minutes, device=args.device, threads=args.threads,
+        precision=args.precision or "auto", inception=args.inception, stream=args.stream,
+        data_workers=4 if args.data_workers is None else args.data_workers,
+        data_limit=args.data_limit,
         loss_overrides={"equi_rampup_iters": rampup})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    distributed.setup(args.device)  # under torchrun: join the group; files are read by rank 0 alone
     out = Path(args.out)
     try:
         if args.resume:
             saved = out / "config.json"
-            if not saved.exists():
+            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
+            if text is None:
                 parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(GanTrainConfig, json.loads(saved.read_text()))
+            cfg = from_dict(GanTrainConfig, json.loads(text))
             # what a resumed run may change: its length, wall-time budget and placement
             changes = {"max_minutes": args.max_minutes, "device": args.device, "threads": args.threads}
             if args.iters is not None:
                 changes["iters"] = args.iters
+            if args.precision is not None:
+                changes["precision"] = args.precision
+            if args.data_workers is not None:
+                changes["data_workers"] = args.data_workers
             cfg = replace(cfg, **changes)
         else:
             cfg = config_from_args(args)
@@ -86,17 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
         return 0
+    from elgan.checkpoint import CheckpointError
     from elgan.data import DataError
     from elgan.gan_trainer import train_gan
 
-    try:
+    try:  # under torchrun every process runs this; train_gan joins the process group
         result = train_gan(cfg, out, resume=args.resume, progress=not args.no_progress)
-    except (FileExistsError, FileNotFoundError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        main = distributed.is_main()
+    # OSError: a run folder that exists or does not, a full disk (the previous checkpoint is kept);
+    # CheckpointError: a state file that cannot be resumed from. One line each, no traceback.
+    except (OSError, DataError, ConfigError, CheckpointError) as exc:
+        if distributed.is_main():
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    status = "finished" if result.completed else "stopped by --max-minutes (continue with --resume)"
-    print(f"{status} at step {result.steps}; best FD {result.best_fd}; best: {result.best_checkpoint}; "
-          f"last: {result.last_checkpoint}")
+    finally:
+        distributed.cleanup()
+    if main:
+        status = "finished" if result.completed else "stopped by --max-minutes (continue with --resume)"
+        print(f"{status} at step {result.steps}; best {'FID' if cfg.inception else 'FD'} {result.best_fd}; "
+              f"best: {result.best_checkpoint}; last: {result.last_checkpoint}")
     return 0
 
 

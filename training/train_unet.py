@@ -5,6 +5,7 @@ a dataset's true masks).
   python -m training.train_unet --source folder:runs/pairs --out runs/unet-disk        # written pairs
   python -m training.train_unet --source real:cub:PATH --out runs/unet-supervised      # upper bound
   python -m training.train_unet --out runs/unet --resume
+  torchrun --nproc_per_node=4 -m training.train_unet --gan runs/gan/best.safetensors --out runs/unet-4gpu
 
 Defaults are the paper's: Adam lr 1e-3, batch 95, 12,000 steps, lr x 0.2 from step 8,000; the kept
 checkpoint (best.safetensors) has the best IoU on held-out *synthetic* pairs, never on test masks.
@@ -17,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from elgan.config import ConfigError, UNetConfig, from_dict, replace, to_dict
+from elgan import distributed
+from elgan.config import PRECISIONS, ConfigError, UNetConfig, from_dict, replace, to_dict
 from elgan.unet_trainer import UNetTrainConfig
 
 
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto (default: bf16 on CUDA GPUs "
+                   "that support it, else fp32) | fp32 | bf16 | fp16 (with loss scaling); kept on --resume")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _generator_size(gan: str) -> int:
     from elgan.checkpoint import load_bundle
 
-    return int(load_bundle(gan, require=["generator"]).config("generator")["size"])
+    return int(distributed.on_main(lambda: load_bundle(gan, require=["generator"]).config("generator")["size"]))
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> UNetTrainConfig:
@@ -69,12 +73,13 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                            batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed,
                            val_fraction=args.val_fraction, val_size=args.val_size, val_every=args.val_every,
                            log_every=args.log_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                           device=args.device, threads=args.threads)
+                           device=args.device, threads=args.threads, precision=args.precision or "auto")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    distributed.setup(args.device)  # under torchrun: join the group; files are read by rank 0 alone
     out = Path(args.out)
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError
@@ -82,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume:
             saved = out / "config.json"
-            if not saved.exists():
+            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
+            if text is None:
                 parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(UNetTrainConfig, json.loads(saved.read_text()))
+            cfg = from_dict(UNetTrainConfig, json.loads(text))
             if args.max_minutes:  # a resumed run may get a new wall-time budget
                 cfg = replace(cfg, max_minutes=args.max_minutes)
+            if args.precision is not None:
+                cfg = replace(cfg, precision=args.precision)
         else:
             cfg = config_from_args(args, parser)
     except (ConfigError, CheckpointError) as exc:
@@ -97,11 +105,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from elgan.unet_trainer import train_unet
 
-    try:
+    try:  # under torchrun every process runs this; train_unet joins the process group
         r = train_unet(cfg, out, resume=args.resume, progress=not args.no_progress)
+        main = distributed.is_main()
     except (FileExistsError, FileNotFoundError, DataError, CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.cleanup()
+    if not main:
+        return 0
     status = "finished" if r.finished else "stopped by --max-minutes (continue with --resume)"
     iou = "-" if r.best_val_iou is None else f"{r.best_val_iou:.4f}"
     print(f"{status} at step {r.steps} ({r.imgs_per_s:.0f} img/s); best synthetic-val IoU {iou}; "
