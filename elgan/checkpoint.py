@@ -47,6 +47,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk (ENOSPC), quota, I/O error: say which file, and that nothing was lost
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror or exc} while writing {path}; the previous file, if any, "
+                      "is unchanged") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -62,6 +68,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that atomic writes of a killed process left in `folder`.
+
+    They are never read (no loader looks at them), but each can be as large as a checkpoint, and a run
+    resumed after many kills would pile them up. Call only while no other process writes to `folder`.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _config_json(cfg: Any) -> Any:
@@ -119,7 +139,9 @@ def _read(path: str | os.PathLike, expect_format: str) -> tuple[dict[str, torch.
             raise CheckpointError(f"{path}: not a safetensors file, or truncated (header length "
                                   f"{header_len}, file length {len(data)})")
         header = json.loads(data[8:8 + header_len])
-        meta = header.get("__metadata__") or {}
+        meta = (header.get("__metadata__") if isinstance(header, dict) else None) or {}
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: not a readable safetensors file (its metadata is not a mapping)")
         tensors = st_load(data)
     except CheckpointError:
         raise
@@ -129,7 +151,10 @@ def _read(path: str | os.PathLike, expect_format: str) -> tuple[dict[str, torch.
     if fmt != expect_format:
         raise CheckpointError(f"{path}: a safetensors file, but not an {expect_format} "
                               f"(format tag {fmt!r}); was it written by another program?")
-    version = int(meta.get("version", "0"))
+    try:
+        version = int(meta.get("version", "0"))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: unreadable format version {meta.get('version')!r}") from None
     if version > VERSION:
         raise CheckpointError(f"{path}: format version {version} is newer than this code ({VERSION}); "
                               "update ELGAN Studio")
@@ -158,18 +183,33 @@ class Bundle:
         return self.configs[name]
 
 
+def _header_json(path: str | os.PathLike, meta: Mapping[str, Any], key: str, default: str, kind: type) -> Any:
+    """One JSON field of the header, of the expected kind; CheckpointError if it is not (a corrupt or
+    hand-made file must not surface as a TypeError deep inside the loader)."""
+    try:
+        value = json.loads(meta.get(key, default))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the header's {key!r} field is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: the header's {key!r} field should be a JSON {kind.__name__}, got "
+                              f"{type(value).__name__}")
+    return value
+
+
 def load_bundle(path: str | os.PathLike, require: Iterable[str] = ()) -> Bundle:
     """Read a bundle; raise CheckpointError naming the problem if it is missing, foreign or incomplete."""
     flat, meta = _read(path, FORMAT)
-    names = json.loads(meta.get("networks", "[]"))
+    names = _header_json(path, meta, "networks", "[]", list)
+    if not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: the header's network names are not strings: {names!r:.200}")
     tensors: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
     for key, t in flat.items():
         name, _, sub = key.partition(".")
         if name not in tensors:
             raise CheckpointError(f"{path}: tensor {key!r} belongs to no declared network {names}")
         tensors[name][sub] = t
-    bundle = Bundle(str(path), tensors, json.loads(meta.get("configs", "{}")),
-                    json.loads(meta.get("metadata", "{}")))
+    bundle = Bundle(str(path), tensors, _header_json(path, meta, "configs", "{}", dict),
+                    _header_json(path, meta, "metadata", "{}", dict))
     missing = [n for n in require if n not in tensors]
     if missing:
         raise CheckpointError(f"{path}: missing network(s) {missing}; it holds {sorted(tensors)}")
@@ -237,5 +277,5 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     tensors, meta = _read(path, STATE_FORMAT)
     try:
         return _unflatten(json.loads(meta["skeleton"]), tensors)
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: training state is incomplete: {exc}") from exc
