@@ -1,4 +1,5 @@
-"""ELGAN Studio: explore a trained Equivariant Layered GAN, segment photos with its U-Net, train new ones.
+"""ELGAN Studio: explore a trained Equivariant Layered GAN, segment photos with its U-Net, invert your own
+photo into the GAN and edit it, train new ones.
 
     python app.py                                   # the first bundle in checkpoints/ (default.safetensors)
     python app.py --checkpoint runs/00003-pipeline-synthetic-64-E/bundle.safetensors --port 7861
@@ -24,7 +25,7 @@ import torch
 from PIL import Image
 
 from elgan.config import ABLATIONS, SIZES
-from elgan.studio import curves, jobs, render, segment
+from elgan.studio import curves, jobs, render, segment, ui
 from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
 CSS = ".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; }"
@@ -37,10 +38,39 @@ POLL_S = 2.0
 Z_LIMIT = 3.0
 
 
-def _image(label: str, **kw: Any) -> gr.Image:
-    """An output image: lossless PNG, nearest-neighbour display, downloadable."""
-    return gr.Image(label=label, format="png", interactive=False, elem_classes="pixelated",
-                    buttons=["download", "fullscreen"], **kw)
+def _atomic_image_cache() -> None:
+    """Make Gradio's cache of output images safe under concurrent visitors.
+
+    Gradio 6 stores each returned image at a path named by the hash of its bytes, with a plain
+    write_bytes: when two visitors get the same picture (every first view is seed 0), the second write
+    truncates the file while the first visitor's browser is downloading it, and that download breaks
+    (1 in 4 identical concurrent requests in tests/test_hostile_uploads.py). Same bytes, same path: the
+    file is written once, under a temporary name renamed into place, and reused afterwards.
+    """
+    import uuid
+
+    from gradio import processing_utils as pu
+
+    def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if path.is_file() and path.stat().st_size == len(data):
+            os.utime(path)  # handed out again: delete_cache ages files by their time
+        else:
+            tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    pu.save_pil_to_cache = save_pil_to_cache
+
+
+_atomic_image_cache()
+
+
+_image = ui.output_image  # lossless PNG, nearest-neighbour display, downloadable
 
 
 def _model_choices(registry: ModelRegistry) -> list[tuple[str, str]]:
@@ -278,6 +308,8 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                 seg_overlay = _image("overlay")
                 seg_cut = _image("cut-out (RGBA PNG)", elem_id="seg-cutout")
                 seg_new = _image("background replaced by G_b(z)")
+
+        ui.photo_tab(registry, model_state, examples, gcfg.n_categories, gcfg.n_super)  # "Your photo": inversion
 
         with gr.Tab("Train", id="train", visible=allow_training):
             with gr.Row():

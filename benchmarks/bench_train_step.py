@@ -49,14 +49,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     s = args.size
-    gt.load_dataset = lambda *a, **k: ImageSet(torch.randint(0, 255, (256, 3, s, s), dtype=torch.uint8), None, "random")
+    fake_images = torch.randint(0, 255, (256, 3, s, s), dtype=torch.uint8)
+    gt.load_dataset = lambda *a, **k: ImageSet(fake_images, None, "random")
     cfg = gan_config(s, args.config, width=args.width, batch=args.batch, rotnet_iters=1, device="cpu")
     tr = gt.GanTrainer(cfg, tempfile.mkdtemp(), progress=False)
     for _ in range(2):
         tr.train_step()
 
-    phases: dict[str, list[float]] = {k: [] for k in ("generator pass (fwd)", "D phase (fwd+bwd+step)",
-                                                      "perceptual net (fwd, inside G phase)", "G phase (fwd+bwd+step)", "total")}
+    names = ("generator pass (fwd)", "D phase (fwd+bwd+step)", "perceptual net (fwd, inside G phase)",
+             "G phase (fwd+bwd+step)", "total")
+    phases: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(args.iters):
         t0 = time.perf_counter()
         real = tr.real_batch()
@@ -93,7 +95,8 @@ def main() -> None:
         print(f"| {k} | {statistics.median(v):.0f} |")
     print(f"\nFLOPs per iteration (fwd+bwd, all nets): {flops / 1e9:.1f} GFLOP")
     print(f"matmul throughput of this machine: {gflops:.1f} GFLOP/s -> floor {floor_ms:.0f} ms")
-    print(f"measured {total_ms:.0f} ms = {total_ms / floor_ms:.2f}x the floor; {args.batch / total_ms * 1000:.1f} img/s")
+    print(f"measured {total_ms:.0f} ms = {total_ms / floor_ms:.2f}x the floor; "
+          f"{args.batch / total_ms * 1000:.1f} img/s")
 
 
 if __name__ == "__main__":

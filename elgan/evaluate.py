@@ -6,6 +6,9 @@ trained at a lower resolution (e.g. 64 on CPU) sees the 128 image resized to its
 predicted *probability* is upsampled bilinearly back to 128 and only then thresholded at 0.5, so every
 model is scored on the same 128 x 128 pixels whatever resolution it works at.
 
+Segmentation by inversion (``evaluate_inversion_detailed``) is scored on the same pixels: G's own mask
+of each inverted test image takes the U-Net's place, upsampled and thresholded the same way.
+
 Scores use the dataset-level convention by default (see ``metrics.py``); per-image IoUs are kept so
 reports can show the best and worst cases.
 """
@@ -13,6 +16,7 @@ reports can show the best and worst cases.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +27,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from .invert import InversionConfig
 from .metrics import ScoreAccumulator, SegmentationScores
+from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
 
 EVAL_SIZE = 128  # the literature's evaluation resolution
@@ -86,6 +92,26 @@ def evaluate_unet_detailed(unet: UNet, spec: str, split: str = "test", size: int
                                  convention, batch, data.paths, progress)
     finally:
         unet.train(was_training)
+
+
+def evaluate_inversion_detailed(generator: LayeredGenerator, spec: str, split: str = "test",
+                                size: int | None = None, convention: str = "dataset", limit: int | None = None,
+                                cfg: InversionConfig | None = None, discriminator: torch.nn.Module | None = None,
+                                features: torch.nn.Module | None = None,
+                                progress: bool = False) -> tuple[Evaluation, float]:
+    """Segmentation by inversion under the same protocol: each test image is inverted into G (see
+    elgan/invert.py) and G's own mask, upsampled to `size`, is the prediction. Returns the evaluation and
+    the seconds per image (inversion is an optimisation per image, so its cost is part of the result)."""
+    from .data import DataError, load_dataset
+    from .invert import inversion_masks
+
+    data = load_dataset(spec, split, size or EVAL_SIZE, with_masks=True, limit=limit, progress=progress)
+    if data.masks is None:
+        raise DataError(f"{data.name} has no masks to evaluate against")
+    t0 = time.perf_counter()
+    result = score_predictions(lambda x: inversion_masks(generator, x, cfg, discriminator, features),
+                               data.images, data.masks, convention, 1, data.paths, progress)
+    return result, (time.perf_counter() - t0) / data.images.shape[0]
 
 
 def evaluate_unet(unet: UNet, spec: str, split: str = "test", size: int | None = None,

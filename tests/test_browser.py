@@ -1,8 +1,9 @@
 """One real-browser pass over the app: headless Chromium (Debian's package) driven by Playwright.
 
 Moves a slider and checks the layers were re-rendered, picks an example and uploads an image and checks
-the mask came back at the image's size, runs a 5-iteration training from the Train tab, and saves a screenshot of each
-tab to docs/screenshots/ (explore.png, segment.png, train.png).
+the mask came back at the image's size, inverts an uploaded image in the Your-photo tab and edits it with a Phi
+slider, runs a 5-iteration training from the Train tab, and saves a screenshot of each tab to docs/screenshots/
+(explore.png, segment.png, photo.png, train.png).
 
 Set ELGAN_SCREENSHOT_BUNDLE=path/to/bundle.safetensors to take the screenshots with a trained model;
 by default a freshly initialised tiny bundle is used (the test checks wiring, not picture quality).
@@ -115,6 +116,23 @@ def test_segment_upload(page, tmp_path: Path) -> None:
     })""")
     assert size == [150, 160]
     page.screenshot(path=str(SHOTS / "segment.png"), full_page=True)
+
+
+def test_photo_tab_inverts_and_edits(page, tmp_path: Path) -> None:
+    from elgan.data.synthetic import render_synthetic
+
+    path = tmp_path / "mine.png"
+    Image.fromarray(render_synthetic("test", 3, 128)[0]).save(path)
+    page.get_by_role("tab", name="Your photo").click()
+    page.locator("#photo-upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => document.querySelector('#photo-caption').innerText.includes('mean pixel error')",
+                           timeout=120_000)
+    page.wait_for_selector("#photo-edited img")
+    before = _src(page, "#photo-edited")
+    page.locator("#photo-eps-tx input[type=range]").fill("1")
+    page.wait_for_function(f"() => document.querySelector('#photo-edited img').getAttribute('src') !== {before!r}")
+    page.wait_for_function("() => document.querySelector('#photo-edit-caption').innerText.includes('tx +1.00')")
+    page.screenshot(path=str(SHOTS / "photo.png"), full_page=True)
 
 
 def test_train_tab_runs_a_tiny_job(page) -> None:

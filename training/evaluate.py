@@ -2,11 +2,17 @@
 
   python -m training.evaluate --unet runs/pipeline-cpu/bundle.safetensors --data synthetic --split test
   python -m training.evaluate --unet runs/unet/best.safetensors --data cub:PATH --split test --json
+  python -m training.evaluate --bundle checkpoints/default.safetensors --method inversion --limit 100
+
+--method inversion scores segmentation by inversion instead (elgan/invert.py): each test image is
+inverted into the bundle's generator and G's own mask is the prediction -- no U-Net, no training beyond
+the GAN; the bundle needs a generator (its discriminator, when present, proposes the start categories).
+It costs seconds per image, so --limit is useful; the seconds per image are printed with the scores.
 
 Images and masks are resized (shorter side) and centre-cropped to --size (128, as the literature); a
 U-Net trained at a lower resolution sees the image at its own size and its probability is upsampled to
 --size before the 0.5 threshold. With --json the LAST line printed is one JSON object
-{"acc": ..., "iou": ..., "miou": ..., "n": ...}, metrics in [0, 1].
+{"acc": ..., "iou": ..., "miou": ..., "n": ..., "method": ..., "seconds_per_image": ...}, metrics in [0, 1].
 """
 
 from __future__ import annotations
@@ -22,8 +28,13 @@ from elgan.metrics import CONVENTIONS
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--unet", required=True, help="a bundle holding a 'unet' network (pipeline bundle or "
-                   "U-Net checkpoint)")
+    p.add_argument("--unet", "--bundle", dest="bundle", required=True,
+                   help="a bundle holding a 'unet' network (pipeline bundle or U-Net checkpoint); with "
+                   "--method inversion, one holding a generator")
+    p.add_argument("--method", choices=("unet", "inversion"), default="unet",
+                   help="unet: the bundle's U-Net (default); inversion: G's mask of each inverted image")
+    p.add_argument("--steps", type=int, default=None, help="inversion: joint steps (default: InversionConfig's)")
+    p.add_argument("--seed", type=int, default=0, help="inversion: seed of the starts")
     p.add_argument("--data", default="synthetic", help="synthetic | cub:PATH | folder:PATH | lsun:PATH")
     p.add_argument("--split", default="test", help="split to score (default: test)")
     p.add_argument("--convention", choices=CONVENTIONS, default="dataset",
@@ -47,24 +58,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size must be >= 16, --batch >= 1 and --limit >= 1")
     if args.input_size is not None and args.input_size < 16:
         parser.error("--input-size must be >= 16")
+    if args.steps is not None and args.steps < 0:
+        parser.error("--steps must be >= 0")
 
-    from elgan.bundle import load_unet
+    import time
+    from dataclasses import replace
+
+    from elgan.bundle import load_model_bundle, load_unet
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError
-    from elgan.evaluate import evaluate_unet_detailed
+    from elgan.evaluate import evaluate_inversion_detailed, evaluate_unet_detailed
+    from elgan.invert import InversionConfig
     from elgan.unet_trainer import resolve_device
 
+    t0 = time.perf_counter()
     try:
-        unet = load_unet(args.unet, resolve_device(args.device))
-        result = evaluate_unet_detailed(unet, args.data, args.split, args.size, args.convention, args.batch,
-                                        args.input_size, args.limit, args.progress)
+        device = resolve_device(args.device)
+        if args.method == "inversion":
+            bundle = load_model_bundle(args.bundle, device)
+            cfg = InversionConfig(seed=args.seed)
+            cfg = replace(cfg, steps=args.steps) if args.steps is not None else cfg
+            result, per_image_s = evaluate_inversion_detailed(
+                bundle.generator, args.data, args.split, args.size, args.convention, args.limit, cfg,
+                bundle.discriminator, progress=args.progress)
+            how = f"inversion into the {bundle.size} px generator"
+        else:
+            unet = load_unet(args.bundle, device)
+            result = evaluate_unet_detailed(unet, args.data, args.split, args.size, args.convention, args.batch,
+                                            args.input_size, args.limit, args.progress)
+            per_image_s = (time.perf_counter() - t0) / max(1, result.scores.n)
+            how = f"U-Net input {args.input_size or unet.input_size or args.size}"
     except (CheckpointError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     s = result.scores
-    print(f"{args.data} [{args.split}], {s.n} images at {args.size}x{args.size}, U-Net input "
-          f"{args.input_size or unet.input_size or args.size}, {s.convention} convention: "
-          f"ACC {100 * s.acc:.1f}  IoU {100 * s.iou:.1f}  mIoU {100 * s.miou:.1f}")
+    print(f"{args.data} [{args.split}], {s.n} images at {args.size}x{args.size}, {how}, {s.convention} "
+          f"convention: ACC {100 * s.acc:.1f}  IoU {100 * s.iou:.1f}  mIoU {100 * s.miou:.1f}  "
+          f"({per_image_s:.3f} s/image)")
     if args.per_image:
         with open(args.per_image, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -73,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerow([i, result.paths[i] if result.paths else "", f"{iou:.6f}"])
         print(f"per-image IoU written to {args.per_image}")
     if args.json:
-        print(json.dumps({"acc": s.acc, "iou": s.iou, "miou": s.miou, "n": s.n}))
+        print(json.dumps({"acc": s.acc, "iou": s.iou, "miou": s.miou, "n": s.n, "method": args.method,
+                          "seconds_per_image": per_image_s}))
     return 0
 
 

@@ -29,6 +29,9 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # A loaded split is one uint8 tensor; refuse one that would not fit comfortably in memory (pass `limit`).
 MAX_TENSOR_BYTES = 8 * 1024**3
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+# The decoders PIL may use: those of IMAGE_EXTS (multi-picture phone JPEGs come in through "JPEG"). PIL
+# would otherwise try every plugin it has on unknown bytes, including rarely used ones (EPS runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 Source = str | os.PathLike | IO[bytes] | bytes
 
@@ -71,8 +74,11 @@ def _label(source: Source, label: str | None) -> str:
     return getattr(source, "name", "<image bytes>")
 
 
-def _open(source: Source, label: str | None = None) -> Image.Image:
-    """Decode fully (verify first, then load), apply the EXIF orientation; any failure -> DataError."""
+def _open(source: Source, label: str | None = None, max_side: int | None = None) -> Image.Image:
+    """Decode fully (verify first, then load), apply the EXIF orientation; any failure -> DataError.
+
+    The pixel limit (and `max_side`, if given) is checked on the header, before any pixel is decoded.
+    """
     name = _label(source, label)
     try:
         if isinstance(source, (str, os.PathLike)):
@@ -88,15 +94,21 @@ def _open(source: Source, label: str | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
                 probe.verify()
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             if img.width * img.height > MAX_PIXELS:
                 raise DataError(f"{name}: {img.width}x{img.height} image is larger than "
                                 f"{MAX_PIXELS / 1e6:.0f} megapixels; refused")
+            if max_side is not None and max(img.size) > max_side:
+                raise DataError(f"{name}: {img.width}x{img.height} image has a side longer than "
+                                f"{max_side} px; refused")
             img.load()
     except DataError:
         raise
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: not an image, or not in a supported format "
+                        f"({', '.join(IMAGE_FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{name}: image is larger than {MAX_PIXELS / 1e6:.0f} megapixels; refused") from None
     except Exception as e:  # PIL plugins raise many types (OSError, SyntaxError, struct.error, ...)
@@ -137,9 +149,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
         raise DataError(f"cannot convert image mode {img.mode} to RGB: {e}") from None
 
 
-def load_image(path: Source, label: str | None = None) -> Image.Image:
-    """Read an image safely as RGB: verified, EXIF-rotated, any mode converted; DataError if unreadable."""
-    img = _open(path, label)
+def load_image(path: Source, label: str | None = None, max_side: int | None = None) -> Image.Image:
+    """Read an image safely as RGB: verified, EXIF-rotated, any mode converted; DataError if unreadable.
+
+    Refused before decoding: more than MAX_PIXELS pixels, or (when given) a side longer than `max_side`.
+    """
+    img = _open(path, label, max_side)
     try:
         return to_rgb(img)
     except DataError as e:

@@ -114,9 +114,16 @@ class ForegroundGenerator(nn.Module):
         return self.shape_stage(torch.cat([z, F.one_hot(c_sup, self.cfg.n_super).to(z.dtype)], 1))
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, c_sup: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.shape_features(z, c_sup)  # [N, C, H, W]
+        return self.forward_codes(z, F.one_hot(c, self.cfg.n_categories).to(z.dtype),
+                                  F.one_hot(c_sup, self.cfg.n_super).to(z.dtype))
+
+    def forward_codes(self, z: torch.Tensor, c_code: torch.Tensor,
+                      c_sup_code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same network on code *vectors* [N, n_categories], [N, n_super]: one-hots give forward()
+        exactly; probability vectors give the soft relaxation that inversion optimises (elgan/invert.py)."""
+        h = self.shape_stage(torch.cat([z, c_sup_code], 1))  # [N, C, H, W]
         mask = torch.sigmoid(self.to_mask(h))  # [N, 1, H, W]
-        e = self.category_embedding(F.one_hot(c, self.cfg.n_categories).to(z.dtype))  # [N, C]
+        e = self.category_embedding(c_code)  # [N, C]: one-hot @ W^T is W's column for c
         h = self.joint(torch.cat([h, e[:, :, None, None].expand_as(h)], 1))
         foreground = torch.tanh(self.to_rgb(self.residual(h)))  # [N, 3, H, W]
         return foreground, mask
@@ -140,6 +147,21 @@ class LayeredGenerator(nn.Module):
         assert c.shape == z.shape[:1], f"c must be [N] integer categories, got {tuple(c.shape)}"
         background = self.background(z)
         foreground, mask = self.foreground(z, c, self.super_category(c))
+        return Layers(background, foreground, mask, compose(background, foreground, mask))
+
+    def forward_soft(self, z: torch.Tensor, c_probs: torch.Tensor) -> Layers:
+        """G(z, c) with c relaxed to a distribution [N, n_categories] (rows sum to 1), same weights.
+
+        The super-category code is c's marginal over each group of group_size categories, so a one-hot
+        c_probs reproduces forward(z, c) and a soft one moves the mask and appearance continuously --
+        the gradient path that inversion needs, since an integer c has none.
+        """
+        cfg = self.cfg
+        assert c_probs.shape == (z.shape[0], cfg.n_categories), \
+            f"c_probs must be [N, {cfg.n_categories}], got {tuple(c_probs.shape)}"
+        c_sup_probs = c_probs.view(-1, cfg.n_super, cfg.group_size).sum(2)  # [N, n_super]
+        background = self.background(z)
+        foreground, mask = self.foreground.forward_codes(z, c_probs.to(z.dtype), c_sup_probs.to(z.dtype))
         return Layers(background, foreground, mask, compose(background, foreground, mask))
 
     def sample_codes(self, n: int, generator: torch.Generator | None = None,

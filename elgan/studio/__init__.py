@@ -1,8 +1,10 @@
-"""What the Gradio app needs, as plain typed functions (no gradio import anywhere in elgan/).
+"""What the Gradio app needs, as plain typed functions (no gradio import in elgan/ outside ui.py).
 
 * registry.py  models discovered on disk, loaded once, shared read-only; LRU caches of layers
 * render.py    Explore: layers of G(z, c), Phi-walk vs true transform, Fig. 6 grids, Fig. 7 strips
 * segment.py   Segment: safe reading of uploads, U-Net masks, cut-outs, generated backgrounds, examples
+* invert.py    Your photo: a photo inverted into G (elgan/invert.py), its layers, Phi / c edits of its codes
+* ui.py        gradio layout of the Your-photo tab (imported by app.py only: the one gradio import here)
 * jobs.py      Train: validated settings -> argv, one background process at a time, stop / resume
 * curves.py    Train: curves and samples read from the runs' log.jsonl and samples/
 """

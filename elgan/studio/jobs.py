@@ -17,6 +17,7 @@ State lives on disk, not in the app, so it survives a browser refresh and an app
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -76,7 +77,9 @@ def list_datasets(data_root: Path | None) -> list[str]:
     """Choices of the dataset selector: "synthetic", then the folders directly under the data root."""
     names = ["synthetic"]
     if data_root is not None and data_root.is_dir():
-        names += sorted(p.name for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        root = data_root.resolve()  # a symlinked sub-folder that leads outside the root is not offered
+        names += sorted(p.name for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                        and p.resolve().is_relative_to(root))
     return names
 
 
@@ -87,6 +90,8 @@ def data_spec(dataset: str, data_root: Path | None) -> str:
     if dataset not in list_datasets(data_root) or data_root is None:
         raise JobError(f"unknown dataset {dataset!r}; choose one of {list_datasets(data_root)}")
     folder = (data_root / dataset).resolve()
+    if not folder.is_relative_to(data_root.resolve()):  # re-checked: the link may have changed since listing
+        raise JobError(f"dataset {dataset!r} leads outside the data root")
     if (folder / "images.txt").is_file() or (folder / "CUB_200_2011").is_dir():
         return f"cub:{folder}"
     if (folder / "data.mdb").is_file():
@@ -99,7 +104,11 @@ def validate(s: TrainSettings, data_root: Path | None, models: list[str] | None 
     if s.program not in PROGRAMS:
         raise JobError(f"program must be one of {PROGRAMS}, got {s.program!r}")
     data_spec(s.dataset, data_root)
-    size, iters, steps, threads = int(s.size), int(s.iters), int(s.unet_steps), int(s.threads)
+    try:
+        size, iters, steps, threads = int(s.size), int(s.iters), int(s.unet_steps), int(s.threads)
+    except (TypeError, ValueError, OverflowError):  # "32; rm -rf /", NaN, infinity, None
+        raise JobError(f"resolution, iterations, U-Net steps and threads must be whole numbers, got "
+                       f"{s.size!r}, {s.iters!r}, {s.unet_steps!r}, {s.threads!r}") from None
     if size not in SIZES:
         raise JobError(f"resolution must be one of {SIZES}, got {s.size}")
     if s.ablation not in ABLATIONS:
@@ -261,7 +270,12 @@ def start_job(s: TrainSettings, runs_root: Path, data_root: Path | None,
     if _current(runs_root) is not None:
         raise JobError("a training job is already running; stop it first (one job at a time)")
     run_dir = new_run_dir(runs_root, s)
-    return _launch(build_argv(s, run_dir, data_root), run_dir, runs_root, {"settings": asdict(s)})
+    try:
+        return _launch(build_argv(s, run_dir, data_root), run_dir, runs_root, {"settings": asdict(s)})
+    except JobError:  # lost a race with another start: leave no empty run folder behind
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+        raise
 
 
 def run_folder(runs_root: Path, name: str) -> Path:

@@ -179,7 +179,8 @@ class ModelRegistry:
                     model = untrained_bundle(device=self.device) if key == UNTRAINED \
                         else load_model_bundle(key, self.device)
                 except (CheckpointError, OSError, ValueError) as exc:
-                    raise ModelError(f"cannot load {key}: {exc}") from exc
+                    detail = str(exc).replace(f"{key}: ", "")  # the loader names the file too: say it once
+                    raise ModelError(f"cannot load {label_of(key)}: {detail}") from exc
                 self._models[key] = model
             return self._models[key]
 

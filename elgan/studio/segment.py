@@ -26,6 +26,7 @@ from .render import latent_code
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # 20 MB: larger than any photo a phone takes, small enough to decode quickly
 MAX_UPLOAD_PIXELS = MAX_PIXELS  # the library's decompression-bomb limit (50 megapixels)
+MAX_UPLOAD_SIDE = 12_000  # checked on the header too: a 20000 x 2000 strip is under 50 MP but no photo
 WORK_SIDE = 1024  # photos are shrunk so their longer side is at most this: results stay quick to send
 MIN_SIDE = 8
 MAX_ASPECT = 10.0
@@ -59,7 +60,7 @@ def read_upload(path: str | Path, label: str | None = None) -> Image.Image:
     if size == 0:
         raise UploadError(f"{name} is empty")
     try:
-        image = load_image(p, label=name)
+        image = load_image(p, label=name, max_side=MAX_UPLOAD_SIDE)
     except DataError as exc:
         raise UploadError(f"not a readable image: {exc}") from None
     w, h = image.size
