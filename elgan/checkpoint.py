@@ -32,6 +32,15 @@ VERSION = 1
 MAX_FILE_BYTES = 2 * 1024**3  # refuse to read anything larger: no bundle of this project comes near it
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once at import, before any thread exists
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, foreign or does not match the network it should fill."""
 
@@ -41,6 +50,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make checkpoints unreadable to other users
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
