@@ -55,7 +55,7 @@ def main() -> None:
         samples = g(z, c).image
     rows = []
     for kind in ("own samples", "synthetic test"):
-        secs, maes, extra = [], [], []
+        secs, maes, explained, extra = [], [], [], []
         for i in range(args.n):
             if kind == "own samples":
                 r = invert(g, samples[i:i + 1], cfg, disc)
@@ -67,15 +67,16 @@ def main() -> None:
                 extra.append(float((pred & truth).sum() / max(1, (pred | truth).sum())))
             secs.append(r.seconds)
             maes.append(r.distances["pixel_mae"])
-        rows.append((kind, statistics.median(secs), max(secs), statistics.mean(maes), max(maes),
-                     statistics.mean(extra)))
+            explained.append(r.distances["explained"])
+        rows.append((kind, statistics.median(secs), max(secs), statistics.mean(maes), min(explained),
+                     max(explained), statistics.mean(extra)))
     print(f"Inversion of {name} ({size} px), {dt.date.today()}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), {cfg.restarts} restarts x {cfg.steps} + {cfg.refine_steps} steps\n")
-    print("| targets | s/image (median) | s/image (max) | pixel err (mean) | pixel err (max) | c right / mask IoU |")
+    print("| targets | s/image (median) | s/image (max) | pixel error (mean) | explained (min-max) | c right / IoU |")
     print("|---|---|---|---|---|---|")
-    for kind, med, mx, mae, mae_max, extra_mean in rows:
+    for kind, med, mx, mae, ex_lo, ex_hi, extra_mean in rows:
         label = f"c right {extra_mean:.0%}" if kind == "own samples" else f"mask IoU {extra_mean:.3f}"
-        print(f"| {kind} (n={args.n}) | {med:.2f} | {mx:.2f} | {mae:.3f} | {mae_max:.3f} | {label} |")
+        print(f"| {kind} (n={args.n}) | {med:.2f} | {mx:.2f} | {mae:.3f} | {ex_lo:.2f} to {ex_hi:.2f} | {label} |")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ Progress = Callable[[int, int, float], None]  # (step, total, loss)
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """Defaults fit the 5 s CPU budget of one 64 px image on the shipped generator (width 12)."""
+    """Defaults fit the 5 s CPU budget of one 64 px image on the shipped generator (width 12): measured
+    2.2-2.5 s on one thread beside a training job (benchmarks/bench_invert.py); ~1 s more for a process's
+    first call. Cost is about linear in restarts x steps."""
 
     top_k: int = 3  # start categories: E_x's top-k, or k random ones without a discriminator
     candidates: int = 12  # z draws screened per start category (forward only)
@@ -83,7 +85,8 @@ class Inversion:
     c_sup: int  # c // group_size, the super-category that shaped the mask
     layers: Layers  # [1, ...] each, detached: G(z, c)
     distances: dict[str, float]  # loss, perceptual, pixel_mae (mean |x - y| / 2, in [0, 1]), pixel_mse,
-    #                               z_norm2 (||z||^2 / z_dim; ~1 on the Gaussian shell)
+    #   explained (1 - pixel_mse / the target's pixel variance: the share of the image's variation the
+    #   reconstruction reproduces, contrast-independent), z_norm2 (||z||^2 / z_dim; ~1 on the shell)
     steps: int  # optimisation steps actually run (early stop may end a phase sooner)
     seconds: float
     start_categories: list[int]
@@ -124,12 +127,15 @@ class _Objective:
         self.target, self.cfg = target, cfg
         self.features = features if cfg.w_perceptual > 0 else None
         self.target_feats = [f.detach() for f in self.features.pyramid(target)] if self.features else None
+        # the target's own pixel variance (per channel, around its mean colour): the scale of "explained"
+        self.target_var = (target - target.mean((2, 3), keepdim=True)).pow(2).mean().clamp_min(1e-6)
 
     def terms(self, image: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
         n = image.shape[0]
         diff = image - self.target
         out = {"pixel_mae": diff.abs().flatten(1).mean(1) / 2, "pixel_mse": diff.pow(2).flatten(1).mean(1),
                "z_norm2": z.pow(2).mean(1)}
+        out["explained"] = 1 - out["pixel_mse"] / self.target_var  # R^2: 1 = exact, <= 0 = no better than flat
         if self.features is not None and self.target_feats is not None:
             feats = self.features.pyramid(image)
             out["perceptual"] = per_sample_perceptual(feats, [f.expand(n, *f.shape[1:]) for f in self.target_feats])

@@ -132,6 +132,13 @@ def test_photo_tab_inverts_and_edits(page, tmp_path: Path) -> None:
     page.locator("#photo-eps-tx input[type=range]").fill("1")
     page.wait_for_function(f"() => document.querySelector('#photo-edited img').getAttribute('src') !== {before!r}")
     page.wait_for_function("() => document.querySelector('#photo-edit-caption').innerText.includes('tx +1.00')")
+    before = page.locator("#photo-caption").inner_text()
+    page.locator("#photo-examples .gallery-item").nth(5).click()  # a sample of the model: it inverts best
+    page.wait_for_function(f"""() => {{ const t = document.querySelector('#photo-caption').innerText;
+                                      return t !== {before!r} && t.includes('pixel error'); }}""", timeout=120_000)
+    page.locator("#photo-eps-rotation input[type=range]").fill("1.5")  # the sliders restarted at 0
+    page.wait_for_function("() => document.querySelector('#photo-edit-caption').innerText.includes('rotation +1.50')")
+    page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "photo.png"), full_page=True)
 
 

@@ -67,7 +67,7 @@ def test_mechanics_progress_and_determinism() -> None:
     r = invert(g, target, FAST, progress=lambda s, t, loss: calls.append((s, t, loss)))
     assert r.z.shape == (1, g.cfg.z_dim) and 0 <= r.c < g.cfg.n_categories and r.c_sup == r.c // g.cfg.group_size
     assert r.reconstruction.shape == (1, 3, 32, 32) and r.layers.mask.shape == (1, 1, 32, 32)
-    assert {"loss", "perceptual", "pixel_mae", "pixel_mse", "z_norm2"} <= set(r.distances)
+    assert {"loss", "perceptual", "pixel_mae", "pixel_mse", "explained", "z_norm2"} <= set(r.distances)
     assert calls and calls[-1][1] == FAST.steps + FAST.refine_steps and all(np.isfinite(c[2]) for c in calls)
     assert len(r.codes()["z"]) == g.cfg.z_dim and not g.training
     torch.testing.assert_close(g(r.z, torch.tensor([r.c])).image, r.reconstruction)  # an honest G(z, c)
@@ -150,10 +150,11 @@ def test_invert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--bundle", str(bundle), "--image", str(photo_path), "--out", str(out), "--steps", "3",
                  "--edit", "tx=1,rotation=0.5"]) == 0
     strip = np.asarray(Image.open(out / "photo.png"))
-    assert strip.shape[0] > 64 and strip.shape[1] > 6 * 64
+    assert strip.shape[0] > 64 and strip.shape[1] > 7 * 64
     report = json.loads((out / "photo.json").read_text())
     assert len(report["z"]) == 100 and report["c_sup"] == report["c"] // 10 and "pixel_mae" in report["distances"]
-    assert report["panels"][-1] == "edit" and report["edit"]["eps"] == {"tx": 1.0, "rotation": 0.5}
+    assert len(report["panels"]) == 7 and report["edit"]["eps"] == {"tx": 1.0, "rotation": 0.5}
+    assert report["edit"]["walk_vs_moved_mae"] >= 0
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert main(["--bundle", str(bundle), "--image", str(tmp_path / "junk.png"), "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
@@ -169,6 +170,10 @@ def test_studio_codes_and_edits(tmp_path: Path) -> None:
     assert c == r.c and torch.equal(z, r.z)
     torch.testing.assert_close(photo.edit(model, z, c, {}).image, r.reconstruction)  # no edit: the reconstruction
     assert not torch.equal(photo.edit(model, z, c, {"tx": 1.0}).image, r.reconstruction)
+    torch.testing.assert_close(photo.move_layers(model, z, c, {}), r.reconstruction)  # T_0^X is the identity
+    moved = photo.move_layers(model, z, c, {"tx": 1.0})
+    assert not torch.equal(moved, r.reconstruction)
+    assert "Φ walk vs moved layers" in photo.edit_caption(model, state, c, {"tx": 1.0}, r.reconstruction, moved)
     for bad, match in [(None, "no inverted photo"), ({**state, "model": "other"}, "another model"),
                        ({**state, "z": state["z"][:-1]}, "finite"), ({**state, "z": [float("nan")] * 100}, "finite"),
                        ({**state, "c": 10_000}, "c must be")]:
@@ -178,8 +183,11 @@ def test_studio_codes_and_edits(tmp_path: Path) -> None:
         photo.invert_photo(model, image, steps=10_000)
     views = photo.result_views(original, r)
     assert {"original", "reconstruction", "background", "foreground", "mask"} <= set(views)
-    assert "mean pixel error" in photo.describe(replace(r, distances={**r.distances, "pixel_mae": 0.5}), 10) \
-        and "Poor reconstruction" in photo.describe(replace(r, distances={**r.distances, "pixel_mae": 0.5}), 10)
+    poor = replace(r, distances={**r.distances, "pixel_mae": 0.2, "explained": 0.1})
+    good = replace(r, distances={**r.distances, "pixel_mae": 0.2, "explained": 0.9})  # vivid: big error, right
+    exact = replace(r, distances={**r.distances, "pixel_mae": 0.01, "explained": -1.0})  # flat photo, matched
+    assert "Poor reconstruction" in photo.describe(poor, 10) and "10%" in photo.describe(poor, 10)
+    assert not any(photo.is_poor(x) for x in (good, exact)) and "Poor" not in photo.describe(good, 10)
 
 
 # ---- the app's "Your photo" tab through gradio_client (launch pattern of tests/test_app.py) ---------------
@@ -221,9 +229,10 @@ def test_app_photo_tab(served: str, tmp_path: Path) -> None:
     out = client.predict(handle_file(str(picture)), 10, 0, api_name="/invert_photo")
     original, recon, bg, fg, mask, caption, *sliders = out
     assert all(np.asarray(Image.open(p)).shape[:2] == (256, 256) for p in (original, recon, bg, fg, mask))
-    assert "mean pixel error" in caption and "Untrained" not in caption
-    edited, edited_mask, edit_text = client.predict(1.0, 0, 0, 0, 5, api_name="/edit_photo")
-    assert np.asarray(Image.open(edited)).shape == (256, 256, 3) and "ε tx +1.00" in edit_text
+    assert "of the photo's variation" in caption and "Untrained" not in caption
+    edited, moved, edit_text = client.predict(1.0, 0, 0, 0, 5, api_name="/edit_photo")
+    assert np.asarray(Image.open(edited)).shape == np.asarray(Image.open(moved)).shape == (256, 256, 3)
+    assert "ε tx +1.00" in edit_text and "Φ walk vs moved layers" in edit_text
     assert client.predict(37, api_name="/photo_c_to_csup") == 3
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)

@@ -4,8 +4,10 @@
   python -m training.invert --bundle B --image photo.png --out DIR --steps 80 --seed 1 --edit tx=1,rotation=-1
 
 Writes DIR/<stem>.png, one strip: original (the square crop the generator sees) | reconstruction |
-background | foreground | mask | edit (G(z + Phi(eps), c'), default eps tx=+1 -- an eighth of the side to
-the right), and DIR/<stem>.json: codes (z, c, c_sup), distances, steps, seconds, the settings used.
+background | foreground | mask | the edit by the latent walk G(z + Phi(eps), c') | the same edit done on
+the layers, T_eps^X G(z, c') (default eps tx=+1: an eighth of the side to the right; the two agree when
+Phi learned its direction), and DIR/<stem>.json: codes (z, c, c_sup), distances, steps, seconds, the
+settings used.
 Exit status 0, or 2 when the bundle or the image cannot be read.
 """
 
@@ -66,16 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         image = load_image(args.image)
         original, result = photo.invert_photo(model, image, args.steps, args.seed)
         c_edit = result.c if args.c is None else args.c
-        edited = photo.edit(model, result.z, c_edit, eps)
+        edited = photo.edit(model, result.z, c_edit, eps).image
+        moved = photo.move_layers(model, result.z, c_edit, eps)
     except (CheckpointError, DataError, FileNotFoundError, StudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     views = photo.result_views(original, result, target=2 * model.size)
-    edit_image, _ = photo.edit_views(edited, target=2 * model.size)
-    edit_label = "edit " + (", ".join(f"{k}{v:+g}" for k, v in eps.items() if v) or "none") \
-        + (f", c={c_edit}" if c_edit != result.c else "")
+    what = ", ".join(f"{k}{v:+g}" for k, v in eps.items() if v) or "none"
+    what += f", c={c_edit}" if c_edit != result.c else ""
     names = ["original", "reconstruction", "background", "foreground", "mask"]
-    strip = photo.caption_strip([views[n] for n in names] + [edit_image], names + [edit_label])
+    panels = [views[n] for n in names] + [photo.view(edited, 2 * model.size), photo.view(moved, 2 * model.size)]
+    strip = photo.caption_strip(panels, names + [f"Phi walk {what}", f"layers moved {what}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
@@ -83,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     report = {"image": str(args.image), "bundle": str(args.bundle), **result.codes(),
               "distances": result.distances, "poor": photo.is_poor(result), "steps": result.steps,
               "seconds": result.seconds, "start_categories": result.start_categories,
-              "edit": {"eps": eps, "c": c_edit}, "panels": names + ["edit"],
+              "edit": {"eps": eps, "c": c_edit, "walk_vs_moved_mae": float((edited - moved).abs().mean())},
+              "panels": names + ["edit: G(z + Phi(eps), c)", "edit: T_eps^X G(z, c) (layers moved)"],
               "config": asdict(result.config)}
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     d = result.distances
-    print(f"{stem}: c={result.c} c_sup={result.c_sup}, pixel error {d['pixel_mae']:.3f}"
-          f"{' (POOR)' if photo.is_poor(result) else ''}, perceptual {d['perceptual']:.3f}, "
+    print(f"{stem}: c={result.c} c_sup={result.c_sup}, explains {100 * d['explained']:.0f}% of the variation, "
+          f"pixel error {d['pixel_mae']:.3f}{' (POOR)' if photo.is_poor(result) else ''}, "
+          f"perceptual {d['perceptual']:.3f}, "
           f"{result.steps} steps in {result.seconds:.1f} s -> {out / (stem + '.png')}")
     return 0
 

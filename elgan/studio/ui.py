@@ -62,11 +62,11 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
         try:
             m = registry.get(model)
             z, _ = photo.state_codes(m, model, codes)
-            layers = photo.edit(m, z, int(c), eps)
+            walked = photo.edit(m, z, int(c), eps).image
+            moved = photo.move_layers(m, z, int(c), eps)
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        image, mask = photo.edit_views(layers)
-        return image, mask, photo.edit_caption(m, codes, int(c), eps)
+        return photo.view(walked), photo.view(moved), photo.edit_caption(m, codes, int(c), eps, walked, moved)
 
     def c_to_csup(model: str, c: float) -> int:
         return int(c) // registry.get(model).generator.cfg.group_size
@@ -89,7 +89,7 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
                 invert_btn = gr.Button("Invert", variant="primary")
                 caption = gr.Markdown(elem_id="photo-caption")
         gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
-                    "(model samples invert best; synthetic test scenes are held out)")
+                    "(model samples invert best; synthetic test scenes are held out)", elem_id="photo-examples")
         with gr.Row(equal_height=True):
             views = [output_image(label) for label in ("original", "reconstruction", "background", "foreground",
                                                        "mask")]
@@ -105,14 +105,15 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
                                   info="mask shape; moving it sets c = group·c_sup + c % group")
                 edit_caption = gr.Markdown(elem_classes="caption", elem_id="photo-edit-caption")
             edited = output_image("edited G(z + Φ(ε), c)", elem_id="photo-edited")
-            edited_mask = output_image("edited mask")
+            moved = output_image("layers moved by T_ε^X", elem_id="photo-moved")
 
         # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
         gr.on([upload.change, invert_btn.click], run_invert, [model_state, upload, steps, seed],
               [*views, caption, codes, c, c_sup, *eps], api_name="invert_photo", preprocess=False,
-              trigger_mode="always_last", concurrency_limit=1, concurrency_id="invert")
+              trigger_mode="always_last", concurrency_limit=1, concurrency_id="invert",
+              show_progress_on=[views[1]])  # one progress bar, on the reconstruction it is making
         gr.on([codes.change, c.change, *(s.change for s in eps)], run_edit, [model_state, codes, *eps, c],
-              [edited, edited_mask, edit_caption], api_name="edit_photo", trigger_mode="always_last",
+              [edited, moved, edit_caption], api_name="edit_photo", trigger_mode="always_last",
               show_progress="hidden", concurrency_id="render")
         c.input(c_to_csup, [model_state, c], c_sup, api_name="photo_c_to_csup", show_progress="hidden",
                 queue=False)
