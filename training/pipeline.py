@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, from_dict, replace, to_dict
+from elgan.config import PRECISIONS, ConfigError, replace, to_dict
 from elgan.pipeline import PRESETS, PipelineConfig, pipeline_config
+from training._cli import saved_config
 
 # flag -> PresetSpec / PipelineConfig field (None values are "not given" and keep the preset's)
 OVERRIDES = {
@@ -75,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not args.out:
                 parser.error("--resume needs --out")
-            saved = Path(args.out) / "config.json"
-            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
-            if text is None:
-                parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(PipelineConfig, json.loads(text))
+            cfg = saved_config(parser, Path(args.out), PipelineConfig)
             if args.threads is not None:  # placement may change on resume; nothing that alters results
                 cfg = replace(cfg, gan=replace(cfg.gan, threads=args.threads),
                               unet=replace(cfg.unet, threads=args.threads))

@@ -26,11 +26,11 @@ from elgan.config import (
     SIZES,
     ConfigError,
     GanTrainConfig,
-    from_dict,
     gan_config,
     replace,
     to_dict,
 )
+from training._cli import saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         if args.resume:
-            saved = out / "config.json"
-            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
-            if text is None:
-                parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(GanTrainConfig, json.loads(text))
+            cfg = saved_config(parser, out, GanTrainConfig)
             # what a resumed run may change: its length, wall-time budget and placement
             changes = {"max_minutes": args.max_minutes, "device": args.device, "threads": args.threads}
             if args.iters is not None:

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, UNetConfig, from_dict, replace, to_dict
+from elgan.config import PRECISIONS, ConfigError, UNetConfig, replace, to_dict
 from elgan.unet_trainer import UNetTrainConfig
+from training._cli import saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.resume:
-            saved = out / "config.json"
-            text = distributed.on_main(lambda: saved.read_text() if saved.exists() else None)  # rank 0's disk
-            if text is None:
-                parser.error(f"--resume: {saved} does not exist")
-            cfg = from_dict(UNetTrainConfig, json.loads(text))
+            cfg = saved_config(parser, out, UNetTrainConfig)
             if args.max_minutes:  # a resumed run may get a new wall-time budget
                 cfg = replace(cfg, max_minutes=args.max_minutes)
             if args.precision is not None:
