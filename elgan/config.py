@@ -158,6 +158,7 @@ class GanTrainConfig:
     inception: str = ""  # Inception-v3 weights file: select by FID (torch-fidelity) instead of FD-RotNet
     stream: bool = False  # lsun:PATH LMDB only: stream real images via DataLoader workers, not from memory
     data_workers: int = 4  # DataLoader worker processes per rank when streaming
+    init: str = ""  # GAN checkpoint whose G, D, E_pi and Phi weights start the run (fine-tuning); "" = fresh
 
     def __post_init__(self) -> None:
         _check(self.size in SIZES, f"size must be one of {SIZES}, got {self.size}")

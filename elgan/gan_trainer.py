@@ -275,6 +275,15 @@ class GanTrainer:
             self.bundle(self.run_dir / "last.safetensors")
         ddp.barrier()
 
+    def init_from(self, path: str | Path) -> None:
+        """Start from another run's weights (fine-tuning, e.g. photos from the embedded-data model): the
+        networks only; optimisers, step and schedule start fresh. The architectures must match."""
+        bundle = ddp.on_main(lambda: ckpt.load_bundle(path, require=NETWORKS))
+        for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True):
+            if name == "phi" and bundle.configs.get("phi") != to_dict(self.cfg.phi):
+                continue  # Phi of other perturbation dims (e.g. E -> A): it starts fresh; unused outside E
+            ckpt.load_into(getattr(self, attr), bundle.tensors[name], f"{name} of {path}")
+
     def load(self) -> None:
         """Resume from state.safetensors (read by rank 0, broadcast), under any number of ranks."""
         state = ddp.on_main(lambda: ckpt.load_state(self.run_dir / "state.safetensors"))
@@ -369,6 +378,8 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, pr
     trainer = GanTrainer(cfg, run_dir, progress)
     if resume:
         trainer.load()
+    elif cfg.init:
+        trainer.init_from(cfg.init)
     return trainer.fit()
 
 

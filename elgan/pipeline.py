@@ -35,7 +35,7 @@ from .checkpoint import atomic_write_text
 from .config import ConfigError, GanTrainConfig, UNetConfig, gan_config, register, to_dict
 from .unet_trainer import UNetTrainConfig
 
-PRESETS = ("paper", "cpu", "tiny")
+PRESETS = ("paper", "cpu", "tiny", "horse", "horse128")
 DONE = "DONE"  # a finished stage's result (JSON) in its folder; eval's result is EVAL
 EVAL = "eval.json"
 
@@ -49,6 +49,9 @@ CPU_UNET_MINUTES = 20.0  # U-Net stage share (also its hard cap); the rest is Ro
 CPU_UNET_BATCH = 32  # smaller than the paper's 95: more, cheaper steps fit the budget
 CPU_GAN_ITERS = int(CPU_GAN_MINUTES * 60 * CPU_GAN_ITERS_PER_S * 0.9)  # 10% for FD and checkpoints
 CPU_UNET_STEPS = int(CPU_UNET_MINUTES * 60 * CPU_UNET_IMGS_PER_S * 0.8 / CPU_UNET_BATCH)  # 20% for G + val
+
+HORSE_GAN_MINUTES = 130.0  # GAN share of the horse preset's 3 CPU-hours (also its cap)
+HORSE_GAN_ITERS = int(HORSE_GAN_MINUTES * 60 * CPU_GAN_ITERS_PER_S * 0.9)
 
 # The paper: 810 epochs of CUB's 10,000 training images at batch 32, equivariance ramp-up over 400.
 PAPER_GAN_ITERS = 810 * 10_000 // 32
@@ -78,6 +81,9 @@ class PresetSpec(NamedTuple):
     device: str = "auto"
     threads: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16, both training stages (see elgan/precision.py)
+    ablation: str = "E"  # Table 3 configuration of the GAN (A = the PerturbGAN counterpart)
+    gan_init: str = ""  # GAN checkpoint to fine-tune from ("" = fresh weights)
+    diffaugment: str = "color"  # DiffAugment policy on D's inputs (few photos: color,translation,cutout)
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -93,13 +99,24 @@ SPECS: dict[str, PresetSpec] = {
     "tiny": PresetSpec(size=32, gan_width=4, gan_batch=8, gan_iters=30, gan_minutes=0.0, rotnet_iters=20,
                        fd_every=15, fd_samples=64, unet_base=4, unet_depth=3, unet_batch=8, unet_steps=30,
                        unet_minutes=0.0, val_size=32, val_every=15, eval_limit=64),
+    # A few hundred photos (Weizmann horses: 250) on this CPU: 64 px, <= 3 CPU-hours in all (RotNet ~4 min,
+    # GAN <= 130 min, U-Net <= 20 min, evaluation ~1 min); the few-shot augmentations on D's inputs.
+    "horse": PresetSpec(size=64, gan_width=12, gan_batch=32, gan_iters=HORSE_GAN_ITERS, gan_minutes=HORSE_GAN_MINUTES,
+                        rotnet_iters=600, fd_every=250, fd_samples=250, unet_base=16, unet_depth=4,
+                        unet_batch=CPU_UNET_BATCH, unet_steps=CPU_UNET_STEPS, unet_minutes=CPU_UNET_MINUTES,
+                        val_size=500, val_every=250, eval_limit=0, diffaugment="color,translation,cutout"),
+    # The same collection at the literature's 128 px on one GPU (the paper's width; 2,000 epochs of 250).
+    "horse128": PresetSpec(size=128, gan_width=64, gan_batch=32, gan_iters=2000 * 250 // 32, gan_minutes=0.0,
+                           rotnet_iters=2000, fd_every=1000, fd_samples=250, unet_base=64, unet_depth=4,
+                           unet_batch=95, unet_steps=12_000, unet_minutes=0.0, val_size=1000, val_every=500,
+                           eval_limit=0, diffaugment="color,translation,cutout"),
 }
 
 
 @register
 @dataclass(frozen=True)
 class PipelineConfig:
-    preset: str = "cpu"  # preset this config was built from: paper | cpu | tiny
+    preset: str = "cpu"  # preset this config was built from: paper | cpu | tiny | horse | horse128
     data: str = "synthetic"  # GAN training images: synthetic | cub:PATH | folder:PATH | lsun:PATH
     size: int = 64  # working resolution of G, D and the U-Net
     gan: GanTrainConfig = field(default_factory=GanTrainConfig)  # stage 1
@@ -145,15 +162,19 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     if unknown:
         raise ConfigError(f"unknown pipeline override(s) {sorted(unknown)}; known: "
                           f"{sorted(set(PresetSpec._fields) | top_keys)}")
+    if preset.startswith("horse") and data == "synthetic":
+        raise ConfigError(f"preset {preset!r} is sized for a folder of a few hundred photos: give it "
+                          "--data folder:PATH (e.g. folder:../shared/data/weizmann_horse)")
     s = SPECS[preset]._replace(**overrides)
     common = {"seed": s.seed, "device": s.device, "threads": s.threads, "precision": s.precision}
     every = max(1, min(500, s.gan_iters // 10))
-    gan = gan_config(s.size, "E", s.gan_width, data=data, batch=s.gan_batch, iters=s.gan_iters,
+    gan = gan_config(s.size, s.ablation, s.gan_width, data=data, batch=s.gan_batch, iters=s.gan_iters,
                      rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
                      fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),
                      sample_every=every, ckpt_every=every,
                      # the paper ramps the equivariance weight up over 400 of its 810 epochs
-                     loss_overrides={"equi_rampup_iters": max(1, s.gan_iters * 400 // 810)}, **common)
+                     loss_overrides={"equi_rampup_iters": max(1, s.gan_iters * 400 // 810)},
+                     init=s.gan_init, diffaugment=s.diffaugment, **common)
     unet = UNetTrainConfig(source="stream", size=s.size,
                            unet=UNetConfig(base=s.unet_base, depth=s.unet_depth),
                            steps=s.unet_steps, batch=s.unet_batch,

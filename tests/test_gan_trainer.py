@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from elgan.checkpoint import CheckpointError, load_bundle
 from elgan.config import gan_config
 from elgan.gan_trainer import GanTrainer, train_gan
 from training import train_gan as cli
@@ -100,3 +101,29 @@ def test_no_nan_in_a_few_steps(tmp_path):
     for _ in range(5):
         logs = trainer.train_step()
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+
+
+def test_init_from_another_run_fine_tunes(tmp_path):
+    """--init copies G, D, E_pi (and Phi when its dims match) and nothing else: step and optimisers are fresh."""
+    source = train_gan(tiny(iters=2, ckpt_every=2), tmp_path / "src", progress=False)
+    for ablation, phi_copied in (("E", True), ("A", False)):  # A's Phi has 2 eps dims, E's has 4
+        cfg = gan_config(32, ablation, width=4, data_limit=64, batch=4, iters=1, rotnet_iters=3, fd_every=1,
+                         fd_samples=16, init=str(source.last_checkpoint))
+        trainer = GanTrainer(cfg, tmp_path / f"ft{ablation}", progress=False)
+        trainer.init_from(cfg.init)
+        b = load_bundle(source.last_checkpoint)
+        for name, net in (("generator", trainer.G), ("discriminator", trainer.D), ("super_recovery", trainer.E_pi)):
+            for key, value in net.state_dict().items():
+                assert torch.equal(value, b.tensors[name][key].to(value.dtype)), (name, key)
+        same_phi = all(torch.equal(v, b.tensors["phi"][k]) for k, v in trainer.phi.state_dict().items()
+                       if b.tensors["phi"][k].shape == v.shape)
+        assert same_phi == phi_copied
+        assert trainer.step == 0 and not trainer.opt_g.state
+
+
+def test_init_refuses_another_architecture(tmp_path):
+    source = train_gan(tiny(iters=2, ckpt_every=2), tmp_path / "src", progress=False)
+    cfg = gan_config(32, "E", width=8, data_limit=64, batch=4, iters=1, rotnet_iters=3,
+                     init=str(source.last_checkpoint))
+    with pytest.raises(CheckpointError, match="does not match"):
+        train_gan(cfg, tmp_path / "wide", progress=False)

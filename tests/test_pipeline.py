@@ -73,3 +73,12 @@ def test_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--preset", "cpu", "--unet-steps", "100", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["preset"] == "cpu" and cfg["unet"]["steps"] == 100 and cfg["size"] == 64
+
+
+def test_horse_presets_need_a_photo_folder() -> None:
+    with pytest.raises(ConfigError, match="folder"):
+        pipeline_config("horse")
+    cfg = pipeline_config("horse", "folder:/photos", ablation="A", gan_init="/x.safetensors")
+    assert cfg.size == 64 and cfg.gan.ablation == "A" and not cfg.gan.loss.recovery and cfg.gan.init == "/x.safetensors"
+    assert cfg.gan.diffaugment == "color,translation,cutout" and cfg.eval_spec == "folder:/photos"
+    assert pipeline_config("horse128", "folder:/photos").size == 128

@@ -3,6 +3,8 @@
   python -m training.pipeline --preset cpu --out runs/pipeline-cpu            # 64 px, < 2 h on 2 CPU cores
   python -m training.pipeline --preset cpu --out runs/pipeline-cpu --resume   # continue after a stop
   python -m training.pipeline --preset paper --data cub:PATH --out runs/paper-cub
+  python -m training.pipeline --preset horse --data folder:../shared/data/weizmann_horse --out runs/horse
+  python -m training.pipeline --preset horse --data folder:PHOTOS --gan-init checkpoints/default.safetensors
   python -m training.pipeline --preset tiny --out /tmp/tiny --dry-run         # print the resolved config
   torchrun --nproc_per_node=4 -m training.pipeline --preset paper --data cub:PATH --out runs/paper-4gpu
 
@@ -27,7 +29,7 @@ from training._cli import saved_config
 OVERRIDES = {
     "gan_iters": int, "gan_width": int, "gan_batch": int, "gan_minutes": float, "rotnet_iters": int,
     "unet_steps": int, "unet_batch": int, "unet_base": int, "unet_minutes": float, "seed": int,
-    "threads": int, "eval_limit": int,
+    "threads": int, "eval_limit": int, "ablation": str, "gan_init": str, "diffaugment": str,
 }
 
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed.setup(args.device or "auto")  # under torchrun: join the group; files are read by rank 0 alone
     for name in OVERRIDES:
         value = getattr(args, name)
-        if value is not None and value < 0:
+        if isinstance(value, (int, float)) and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     try:
         if args.resume:

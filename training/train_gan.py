@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(0: all); quick trials and tests")
     p.add_argument("--data-workers", type=int, default=None, help="DataLoader workers per process when "
                    "streaming (default 4)")
+    p.add_argument("--init", default="", help="GAN checkpoint (e.g. another run's best.safetensors) whose "
+                   "G, D, E_pi and Phi weights start this run: fine-tuning; same --size and --width")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
@@ -88,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
         max_minutes=args.max_minutes, device=args.device, threads=args.threads,
         precision=args.precision or "auto", inception=args.inception, stream=args.stream,
         data_workers=4 if args.data_workers is None else args.data_workers,
-        data_limit=args.data_limit,
+        data_limit=args.data_limit, init=args.init,
         loss_overrides={"equi_rampup_iters": rampup})
 
 
