@@ -1,40 +1,31 @@
 """Time one ELGAN training iteration, split by phase, next to its FLOP count and this machine's floor.
 
-  python benchmarks/bench_train_step.py --size 64 --width 12 --batch 32 [--channels-last] [--iters 10]
+  python benchmarks/bench_train_step.py --size 64 --width 12 --batch 32 [--iters 10] [--threads 2] [--profile]
 
 Prints a table: milliseconds per phase (median over --iters iterations), the FLOPs of the forward and
 backward passes (torch.utils.flop_counter), the measured matmul throughput of this machine (the
 same run) and the fraction of the FLOP floor reached. Uses random real images so that only compute
-is measured (the data pipeline is a memory index, negligible).
+is measured (the data pipeline is a memory index, negligible). --profile adds torch.profiler's top
+operators of one iteration (self CPU time), the evidence behind the distance to the floor.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import tempfile
 import time
-from datetime import date
+from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-import elgan.gan_trainer as gt
-from elgan import losses
-from elgan.config import gan_config
-from elgan.data.base import ImageSet
-
-
-def matmul_gflops(seconds: float = 1.0) -> float:
-    """Sustained fp32 GEMM throughput of this machine (1024^3), the denominator of the floor."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        n += 1
-    return 2 * 1024**3 * n / (time.perf_counter() - t0) / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import elgan.gan_trainer as gt  # noqa: E402
+from benchmarks._common import flops_of, header, matmul_gflops, peak_memory_mb  # noqa: E402
+from elgan import losses  # noqa: E402
+from elgan.config import gan_config  # noqa: E402
+from elgan.data.base import ImageSet  # noqa: E402
 
 
 def main() -> None:
@@ -45,6 +36,7 @@ def main() -> None:
     p.add_argument("--config", default="E")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top 15 operators")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,14 +73,12 @@ def main() -> None:
         for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0 - (t3 - t2)), strict=True):
             phases[k].append(v * 1000)
 
-    with FlopCounterMode(display=False) as counter:
-        tr.train_step()
-    flops = counter.get_total_flops()
+    flops = flops_of(tr.train_step)
+    peak, rise = peak_memory_mb(tr.train_step, repeats=2)
     gflops = matmul_gflops()
     total_ms = statistics.median(phases["total"])
     floor_ms = flops / (gflops * 1e9) * 1000
-    print(f"# ELGAN training iteration — {date.today()} — {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(header("ELGAN training iteration"))
     print(f"config {args.config}, {s}x{s}, width {args.width}, batch {args.batch}\n")
     print("| phase | median ms |\n|---|---|")
     for k, v in phases.items():
@@ -97,6 +87,13 @@ def main() -> None:
     print(f"matmul throughput of this machine: {gflops:.1f} GFLOP/s -> floor {floor_ms:.0f} ms")
     print(f"measured {total_ms:.0f} ms = {total_ms / floor_ms:.2f}x the floor; "
           f"{args.batch / total_ms * 1000:.1f} img/s")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            tr.train_step()
+        print("\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(f"peak RSS during an iteration: {peak:.0f} MiB (+{rise:.0f} MiB over the RSS before it)")
 
 
 if __name__ == "__main__":
