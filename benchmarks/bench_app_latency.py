@@ -185,6 +185,10 @@ def main() -> None:
     print("| measure | median ms | p95 ms | n |\n|---|---:|---:|---:|")
     for name, med, p95, count in rows:
         print(f"| {name} | {med:.1f} | {p95:.1f} | {count} |")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"\npeak RSS of this process (app server, model and both clients): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
