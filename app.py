@@ -86,6 +86,13 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
     first = registry.get(start_model)  # load at start: the first request never waits for it
     gcfg = first.generator.cfg
     examples = segment.write_examples(first, EXAMPLES_DIR)
+    for key in registry.shipped():  # every shipped model's own samples (e.g. horses: no photo is committed)
+        if key != start_model:
+            try:
+                examples += segment.write_model_samples(registry.get(key), EXAMPLES_DIR,
+                                                        Path(key).stem + "-generated")
+            except StudioError:  # a broken file: the selector reports it when chosen; no examples from it
+                continue
 
     # ---- handlers: thin adapters from widgets to elgan.studio; StudioError -> a message in the UI ----
 
@@ -302,7 +309,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                     seg_btn = gr.Button("Segment", variant="primary")
                     seg_caption = gr.Markdown(elem_id="seg-caption")
             gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
-                        "(synthetic test scenes incl. 16-bit grey and RGBA, and model samples)")
+                        "(synthetic test scenes incl. 16-bit grey and RGBA, and each shipped model's samples)")
             with gr.Row():
                 seg_mask = _image("mask", elem_id="seg-mask")
                 seg_overlay = _image("overlay")

@@ -239,6 +239,12 @@ def test_examples_are_readable(reg, tmp_path: Path) -> None:
     modes = {Path(p).name: Image.open(p).mode for p in paths}
     assert modes["synthetic-grey16.png"].startswith("I") and modes["synthetic-rgba.png"] == "RGBA"
     assert all(segment.read_upload(p).mode == "RGB" for p in paths)
+    other = write_tiny_bundle(tmp_path / "checkpoints" / "horse.safetensors")
+    assert registry.shipped() == [key, str(other.resolve())]  # default first; runs are not shipped
+    samples = segment.write_model_samples(registry.get(str(other.resolve())), tmp_path / "ex",
+                                          "horse-generated", 2)
+    assert [Path(p).name for p in samples] == ["horse-generated-0.png", "horse-generated-1.png"]
+    assert Image.open(samples[0]).size == (128, 128)
 
 
 # ---- train: settings, argv, process control, curves --------------------------------------------------

@@ -151,6 +151,10 @@ class ModelRegistry:
         found = discover_models(self.checkpoints, self.runs_root)
         return [str(p) for p in self.extra + [p for p in found if p not in self.extra]] + [UNTRAINED]
 
+    def shipped(self) -> list[str]:
+        """The bundles of the checkpoints folder (the models that come with the project)."""
+        return [str(p) for p in discover_models(self.checkpoints, None)]
+
     def default(self) -> str:
         """The command line's bundle, else the first found (default.safetensors first), else the fallback."""
         return self.choices()[0]

@@ -148,12 +148,25 @@ def write_examples(model: ModelBundle | None, folder: str | Path, n_synthetic: i
     path = folder / "synthetic-rgba.png"
     save_png(rgba, path)
     paths.append(str(path))
-    if model is not None and n_model > 0:
-        with torch.inference_mode():
-            z, c = model.generator.sample_codes(n_model, torch.Generator().manual_seed(1))
-            images = to_uint8(model.generator(z, c).image)  # [n, s, s, 3]
-        for i, im in enumerate(images):
-            path = folder / f"generated-{i}.png"
-            save_png(np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)), path)
-            paths.append(str(path))
+    if model is not None:
+        paths += write_model_samples(model, folder, "generated", n_model, size)
+    return paths
+
+
+def write_model_samples(model: ModelBundle, folder: str | Path, prefix: str, n: int = 2,
+                        size: int = 128) -> list[str]:
+    """`n` composites of the model's own generator (fixed seed) as <prefix>-<i>.png: example uploads for a
+    model trained on photos we may not redistribute (e.g. the horse bundle), made by the model itself."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if n <= 0:
+        return []
+    with torch.inference_mode():
+        z, c = model.generator.sample_codes(n, torch.Generator().manual_seed(1))
+        images = to_uint8(model.generator(z, c).image)  # [n, s, s, 3]
+    paths = []
+    for i, im in enumerate(images):
+        path = folder / f"{prefix}-{i}.png"
+        save_png(np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)), path)
+        paths.append(str(path))
     return paths
