@@ -153,3 +153,34 @@ def test_segment_folder_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(args) == 1
     assert "0 segmented, 2 already done" in capsys.readouterr().out
     assert main(["--unet", str(ckpt), "--in", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_compare_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One table: baselines (hand-checkable on a centred-square data set) and a bundle's U-Net."""
+    from training.compare import main
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(3):  # a flat centred square on a flat background
+        img = np.full((40, 40, 3), 30, np.uint8)
+        mask = np.zeros((40, 40), np.uint8)
+        mask[10:30, 10:30] = 255
+        img[mask > 0] = (200, 180, 20)
+        Image.fromarray(img).save(root / "images" / f"p{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
+    torch.manual_seed(0)
+    unet = UNet(UNetConfig(base=4, depth=3))
+    ckpt = tmp_path / "unet.safetensors"
+    save_bundle(ckpt, {"unet": unet}, {"unet": unet.cfg}, {"unet_size": 32})
+    out_json = tmp_path / "rows.json"
+    assert main(["--data", f"folder:{root}", "--size", "32", "--baselines", "--model", f"random U-Net={ckpt}",
+                 "--json", str(out_json)]) == 0
+    rows = {r["method"]: r for r in json.loads(out_json.read_text())["rows"]}
+    kmeans = rows["2-means colour, better polarity (trivial)"]
+    assert kmeans["iou"] == pytest.approx(1.0) and kmeans["n"] == 3  # two flat colours: 2-means is exact
+    assert 0.0 < rows["centred ellipse (trivial)"]["iou"] < 1.0 and rows["random U-Net"]["n"] == 3
+    assert "| random U-Net |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--data", f"folder:{root}", "--model", "no-equals-sign"])
+    assert main(["--data", f"folder:{root}", "--model", f"x={tmp_path / 'missing.safetensors'}"]) == 2
