@@ -9,7 +9,8 @@ an eps direction in turn, like a drag):
 * gradio_client   Client.predict on /explore, outputs downloaded (the brief's measure) and not;
                   note gradio_client polls its message queue every 50 ms, which it adds to every call;
 * web protocol    what the browser does: POST queue/join, read the SSE stream, fetch the images;
-* handler         the Python work alone (render + PNG-ready arrays), no HTTP.
+* handler         the Python work alone (render + PNG-ready arrays), no HTTP;
+* client cost     what gradio_client pays per downloaded file for a new httpx client (SSL context).
 
 and the same for /segment on a 1024x768 photo. Prints a Markdown table with the date and the machine.
 """
@@ -141,6 +142,20 @@ def main() -> None:
                          *stats(timed(lambda c=client, s=seed, it=it: c.predict(*explore_args(next(it), s),
                                                                                api_name="/explore"), len(seq))),
                          len(seq)))
+        # gradio_client 2.x opens a new httpx client (a fresh SSL context, CA bundle loaded) for every file
+        # it downloads; an API user can keep one connection instead: URLs from the client, bytes over it
+        import httpx
+
+        with httpx.Client(timeout=60) as http:
+            def urls_then_fetch(m: dict[str, float]) -> None:
+                out = no_dl.predict(*explore_args(m, 5), api_name="/explore")
+                for item in out:
+                    if isinstance(item, dict) and item.get("url"):
+                        http.get(item["url"]).raise_for_status()
+
+            it = iter(seq)
+            rows.append(("explore, gradio_client URLs + files over one kept-alive connection",
+                         *stats(timed(lambda: urls_then_fetch(next(it)), len(seq))), len(seq)))
         rows.append(("explore, web protocol (SSE + parallel image fetch)",
                      *stats(web_protocol(base, "explore", lambda i: [None, *explore_args(seq[i], 3)], len(seq))),
                      len(seq)))
@@ -174,6 +189,10 @@ def main() -> None:
                 segment.replace_background(m, image, s.alpha, 1)
 
             rows.append(("segment 1024x768, handler only", *stats(timed(seg_handler, n)), n))
+        import httpx
+
+        rows.append(("one new httpx.Client() (what gradio_client creates per downloaded file)",
+                     *stats(timed(lambda: httpx.Client().close(), 20)), 20))
     finally:
         demo.close()
 
