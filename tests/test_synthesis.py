@@ -126,3 +126,22 @@ def test_synthesize_cli(generator: LayeredGenerator, tmp_path: Path,
     assert "0 pairs written (5 already there)" in capsys.readouterr().out
     assert len(PairFolder(tmp_path / "pairs")) == 5
     assert main(["--gan", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_sample_grid_cli(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from tests.test_studio import write_tiny_bundle
+    from training.sample_grid import main
+
+    bundle = write_tiny_bundle(tmp_path / "b.safetensors")
+    out = tmp_path / "grid.png"
+    assert main(["--gan", str(bundle), "--out", str(out), "--n", "3", "--stats-n", "150"]) == 0
+    # 4 rows (bg, fg, mask, image) x 3 tiles of 32 px, 2 px padding, enlarged 4x to ~128 px per tile
+    assert Image.open(out).size == ((3 * 34 + 2) * 4, (4 * 34 + 2) * 4)
+    text = capsys.readouterr().out
+    assert "over 150 samples: mean area" in text
+    first = out.read_bytes()
+    assert main(["--gan", str(bundle), "--out", str(out), "--n", "3", "--stats-n", "0"]) == 0
+    assert out.read_bytes() == first  # the same seed draws the same grid
+    assert main(["--gan", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
