@@ -127,3 +127,15 @@ def test_init_refuses_another_architecture(tmp_path):
                      init=str(source.last_checkpoint))
     with pytest.raises(CheckpointError, match="does not match"):
         train_gan(cfg, tmp_path / "wide", progress=False)
+
+
+def test_cli_augmentations_are_switchable_and_recorded(tmp_path, capsys):
+    """Each augmentation of the few-photo setting can be turned off, and config.json says which ran."""
+    assert cli.main(["--out", str(tmp_path / "x"), "--dry-run", "--no-hflip", "--no-rrc",
+                     "--diffaugment", "color,translation,cutout", "--init", "some.safetensors"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["hflip"], cfg["rrc"], cfg["diffaugment"], cfg["init"]) == (
+        False, False, "color,translation,cutout", "some.safetensors")
+    assert cli.main(["--out", str(tmp_path / "y"), "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["hflip"], cfg["rrc"], cfg["diffaugment"], cfg["init"]) == (True, True, "color", "")

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: half of --iters, as the paper's 400 of 810 epochs)")
     p.add_argument("--diffaugment", default="color", help="DiffAugment policy on D's inputs ('' to disable)")
     p.add_argument("--no-rrc", action="store_true", help="disable RandomResizedCrop of real images")
+    p.add_argument("--no-hflip", action="store_true", help="disable the random horizontal flip of real images")
     p.add_argument("--rotnet", default="", help="perceptual net file (RotNet bundle or torchvision VGG16 weights)")
     p.add_argument("--rotnet-iters", type=int, default=600)
     p.add_argument("--fd-every", type=int, default=1000)
@@ -84,7 +85,8 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     rampup = args.equi_rampup if args.equi_rampup is not None else max(1, iters // 2)
     return gan_config(
         args.size, args.config, args.width, args.d_width, data=args.data, batch=args.batch, iters=iters,
-        lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, rotnet=args.rotnet,
+        lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
+        rotnet=args.rotnet,
         rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, fd_samples=args.fd_samples,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
         max_minutes=args.max_minutes, device=args.device, threads=args.threads,
