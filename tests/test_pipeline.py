@@ -59,6 +59,16 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     # resume: every stage is done, so only the bundle is rewritten
     assert main(["--resume", "--out", str(out), "--no-progress"]) == 0
     assert "(done earlier)" in capsys.readouterr().out
+    # a copied (or moved) run resumes in the folder it is in, never in the one it began in
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    (moved / "bundle.safetensors").unlink()
+    before = (out / "bundle.safetensors").stat().st_mtime_ns
+    assert main(["--resume", "--out", str(moved), "--no-progress"]) == 0
+    assert (moved / "bundle.safetensors").exists() and (out / "bundle.safetensors").stat().st_mtime_ns == before
+    assert str(moved / "bundle.safetensors") in capsys.readouterr().out
     # a second fresh run into the same folder is refused instead of overwriting it
     assert main(["--preset", "tiny", "--out", str(out), "--no-progress"]) == 2
     # the bundle scores through the evaluate CLI just like a U-Net checkpoint

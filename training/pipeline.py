@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not args.out:
                 parser.error("--resume needs --out")
-            cfg = saved_config(parser, Path(args.out), PipelineConfig)
+            # the folder it was read from, even if the run was moved or copied since it began
+            cfg = replace(saved_config(parser, Path(args.out), PipelineConfig), out=str(args.out))
             if args.threads is not None:  # placement may change on resume; nothing that alters results
                 cfg = replace(cfg, gan=replace(cfg.gan, threads=args.threads),
                               unet=replace(cfg.unet, threads=args.threads))
