@@ -10,8 +10,10 @@ Variants (each adds one ingredient to the previous, as in the paper):
   no-recovery  translation only, neither recovery nor mask-size loss: the paper's all-background collapse
   no-perturb   recovery without any perturbation: the paper's all-foreground collapse
 
-Every variant trains with the same seed, so the RotNet trained for the first one is identical for all:
-it is computed once and copied into the other run folders (FD-RotNet is then comparable across rows).
+The perceptual net (RotNet) is trained once, in the first variant's run, and copied into the others, so
+that FD-RotNet is measured in one feature space across the rows of one invocation. (Each variant would
+otherwise train its own: the same data and seed, but its initial weights are drawn after that variant's
+networks, whose sizes differ, so the RotNets would differ.)
 """
 
 from __future__ import annotations
