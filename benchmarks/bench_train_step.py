@@ -1,6 +1,7 @@
 """Time one ELGAN training iteration, split by phase, next to its FLOP count and this machine's floor.
 
   python benchmarks/bench_train_step.py --size 64 --width 12 --batch 32 [--iters 10] [--threads 2] [--profile]
+      [--layout trainer|nchw]
 
 Prints a table: milliseconds per phase (median over --iters iterations), the FLOPs of the forward and
 backward passes (torch.utils.flop_counter), the measured matmul throughput of this machine (the
@@ -37,6 +38,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top 15 operators")
+    p.add_argument("--layout", choices=("trainer", "nchw"), default="trainer",
+                   help="trainer: the nets as GanTrainer lays them out (channels_last on CPU); "
+                        "nchw: PyTorch's default layout (the before figure)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,6 +49,9 @@ def main() -> None:
     gt.load_dataset = lambda *a, **k: ImageSet(fake_images, None, "random")
     cfg = gan_config(s, args.config, width=args.width, batch=args.batch, rotnet_iters=1, device="cpu")
     tr = gt.GanTrainer(cfg, tempfile.mkdtemp(), progress=False)
+    if args.layout == "nchw":
+        for net in (tr.G, tr.D, tr.E_pi, tr.feature_net):
+            net.to(memory_format=torch.contiguous_format)
     for _ in range(2):
         tr.train_step()
 
@@ -79,7 +86,9 @@ def main() -> None:
     total_ms = statistics.median(phases["total"])
     floor_ms = flops / (gflops * 1e9) * 1000
     print(header("ELGAN training iteration"))
-    print(f"config {args.config}, {s}x{s}, width {args.width}, batch {args.batch}\n")
+    conv_w = next(w for w in tr.G.parameters() if w.dim() == 4)
+    layout = "channels_last" if conv_w.is_contiguous(memory_format=torch.channels_last) else "NCHW"
+    print(f"config {args.config}, {s}x{s}, width {args.width}, batch {args.batch}, weights {layout}\n")
     print("| phase | median ms |\n|---|---|")
     for k, v in phases.items():
         print(f"| {k} | {statistics.median(v):.0f} |")

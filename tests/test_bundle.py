@@ -48,7 +48,8 @@ def test_round_trip(tmp_path: Path) -> None:
     g.eval()
     z, c = g.sample_codes(2, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(b.generator(z, c).image, g(z, c).image)
+        # the loaded generator runs channels_last (elgan/bundle.py): the same image up to float rounding
+        assert torch.allclose(b.generator(z, c).image, g(z, c).image, atol=1e-5)
 
 
 def test_optional_networks_and_half(tmp_path: Path) -> None:

@@ -170,6 +170,8 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)
     cfg = tiny()
     single = GanTrainer(cfg, root / "single", progress=False)
+    for net in (single.G, single.D, single.E_pi, single.feature_net):  # ranks keep NCHW (GanTrainer._to_fast_layout)
+        net.to(memory_format=torch.contiguous_format)
     logs = []
     for step in range(2):
         real, codes = global_batch(cfg, step)
