@@ -38,7 +38,7 @@ from .gan_loss import ElganLoss
 from .nets.discriminator import Discriminator, SuperCategoryRecovery
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
-from .nets.rotnet import RotNet, freeze
+from .nets.rotnet import RotNet, fold_batchnorm, freeze
 from .precision import Precision
 from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
 from .visualize import grid, layer_rows, save_png
@@ -96,6 +96,8 @@ class GanTrainer:
                                  limit=limit, progress=self.progress).images  # uint8 [N, 3, H, W], CPU
         self._stream: Iterator[torch.Tensor] | None = None
         self.feature_net = self._feature_net()
+        if isinstance(self.feature_net, RotNet):
+            fold_batchnorm(self.feature_net)  # frozen: BN folded into its convs (same features, less work)
         if isinstance(self.feature_net, torch.nn.Module):
             self._to_fast_layout(self.feature_net)
         # DDP handles for the training forwards; self.G etc. stay the plain modules (eval, sampling, state).

@@ -58,3 +58,31 @@ def test_orthogonal_init():
     G = LayeredGenerator(gan_config(32, "E", width=4).generator)
     w = G.background.stage.fc[0].weight  # [4096*..., 100]: orthonormal columns
     torch.testing.assert_close(w.T @ w, torch.eye(w.shape[1]), atol=1e-4, rtol=0)
+
+
+def test_folding_batchnorm_keeps_the_rotnet_features_and_their_gradients():
+    from elgan.nets.rotnet import RotNet, fold_batchnorm, freeze
+
+    torch.manual_seed(0)
+    net = RotNet()
+    with torch.no_grad():  # non-trivial running statistics and affine terms, as after training
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    with pytest.raises(ValueError, match="frozen"):
+        fold_batchnorm(net)
+    freeze(net)
+    x = torch.rand(4, 3, 32, 32, requires_grad=True) * 2 - 1
+    ref = net.pyramid(x)
+    grad_ref = torch.autograd.grad(sum(f.square().mean() for f in ref), x)[0]
+    fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert not any(p.requires_grad for p in net.parameters())
+    out = net.pyramid(x)
+    for a, b in zip(out, ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    grad = torch.autograd.grad(sum(f.square().mean() for f in out), x)[0]
+    assert torch.allclose(grad, grad_ref, atol=1e-6)

@@ -72,6 +72,25 @@ def freeze(net: nn.Module) -> nn.Module:
     return net
 
 
+def fold_batchnorm(net: RotNet) -> RotNet:
+    """A frozen RotNet with each BatchNorm folded into the convolution before it, in place.
+
+    The same features to float rounding, without two passes over every activation map forward and two
+    backward: the equivariance loss backpropagates through this net in every G step, and at 64² its
+    first block's BatchNorms cost more than its convolutions (benchmarks/bench_train_step.py --profile).
+    Only for measuring (eval mode): the folded net cannot be trained or saved as a RotNet."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if net.training:
+        raise ValueError("fold_batchnorm needs a frozen (eval-mode) RotNet")
+    for block in net.blocks:
+        for i, layer in enumerate(block):
+            if isinstance(layer, nn.BatchNorm2d):
+                block[i - 1] = fuse_conv_bn_eval(block[i - 1], layer)
+                block[i] = nn.Identity()
+    return freeze(net)
+
+
 class VGGFeatures(nn.Module):
     """torchvision's VGG16 `features` (relu1_2, relu2_2, relu3_3, relu4_3) from a user-supplied file.
 
