@@ -236,11 +236,12 @@ def register(cls: type[T]) -> type[T]:
 
 
 def gan_config(size: int = 64, ablation_name: str = "E", width: int = 16, d_width: int | None = None,
-               **overrides: Any) -> GanTrainConfig:
-    """A consistent GanTrainConfig: sub-configs follow size, ablation and width."""
+               categories: int = 200, group_size: int = 10, **overrides: Any) -> GanTrainConfig:
+    """A consistent GanTrainConfig: sub-configs follow size, ablation, width and the size of c (the
+    paper's 200 fine categories in groups of 10; a single-class collection may want fewer)."""
     perturb, loss = ablation(ablation_name)
     loss_over = overrides.pop("loss_overrides", {})
-    gen = GeneratorConfig(size=size, width=width)
+    gen = GeneratorConfig(size=size, width=width, n_categories=categories, group_size=group_size)
     disc = DiscriminatorConfig(size=size, width=d_width or width, n_categories=gen.n_categories,
                                n_super=gen.n_super)
     phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim)

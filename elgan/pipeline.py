@@ -84,6 +84,8 @@ class PresetSpec(NamedTuple):
     ablation: str = "E"  # Table 3 configuration of the GAN (A = the PerturbGAN counterpart)
     gan_init: str = ""  # GAN checkpoint to fine-tune from ("" = fresh weights)
     diffaugment: str = "color"  # DiffAugment policy on D's inputs (few photos: color,translation,cutout)
+    gan_categories: int = 200  # size of the private code c (the paper keeps 200 even for one class)
+    gan_group_size: int = 10  # fine categories per super-category c_sup
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -168,7 +170,8 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     s = SPECS[preset]._replace(**overrides)
     common = {"seed": s.seed, "device": s.device, "threads": s.threads, "precision": s.precision}
     every = max(1, min(500, s.gan_iters // 10))
-    gan = gan_config(s.size, s.ablation, s.gan_width, data=data, batch=s.gan_batch, iters=s.gan_iters,
+    gan = gan_config(s.size, s.ablation, s.gan_width, categories=s.gan_categories,
+                     group_size=s.gan_group_size, data=data, batch=s.gan_batch, iters=s.gan_iters,
                      rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
                      fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),
                      sample_every=every, ckpt_every=every,

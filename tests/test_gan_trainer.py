@@ -84,7 +84,7 @@ def test_cli_smoke_and_resume(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bad", [["--size", "48"], ["--config", "F"], ["--batch", "1"], ["--lr", "-1"],
-                                 ["--diffaugment", "sharpen"]])
+                                 ["--diffaugment", "sharpen"], ["--categories", "25"], ["--categories", "0"]])
 def test_cli_rejects_bad_flags(tmp_path, bad):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--out", str(tmp_path / "x"), "--dry-run", *bad])
@@ -161,3 +161,13 @@ def test_cpu_layout_is_channels_last_and_checkpoints_stay_portable(tmp_path):
     a, b = nhwc.train_step(), nchw.train_step()
     for key in ("d_adv", "g_adv", "g_recover_c", "mask_area"):
         assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), key
+
+
+def test_one_super_category_trains(tmp_path):
+    # a single-class collection: c with 10 values, one c_sup (E_pi's loss is then identically 0)
+    cfg = tiny(iters=2, categories=10, group_size=10)
+    assert cfg.generator.n_super == 1 and cfg.discriminator.n_categories == 10
+    result = train_gan(cfg, tmp_path / "run", progress=False)
+    assert result.steps == 2
+    logs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["g_adv"])) for r in logs)

@@ -92,3 +92,16 @@ def test_horse_presets_need_a_photo_folder() -> None:
     assert cfg.size == 64 and cfg.gan.ablation == "A" and not cfg.gan.loss.recovery and cfg.gan.init == "/x.safetensors"
     assert cfg.gan.diffaugment == "color,translation,cutout" and cfg.eval_spec == "folder:/photos"
     assert pipeline_config("horse128", "folder:/photos").size == 128
+
+
+def test_size_of_c_is_a_pipeline_knob(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.pipeline import main
+
+    assert main(["--preset", "horse", "--data", "folder:/photos", "--gan-categories", "20",
+                 "--gan-group-size", "20", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["gan"]["generator"]["n_categories"] == 20 and cfg["gan"]["generator"]["group_size"] == 20
+    assert cfg["gan"]["discriminator"]["n_categories"] == 20 and cfg["gan"]["discriminator"]["n_super"] == 1
+    assert pipeline_config("cpu").gan.generator.n_categories == 200  # the paper's default is untouched
+    with pytest.raises(ConfigError, match="multiple of group_size"):
+        pipeline_config("cpu", gan_categories=25)

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16, help="generator width (FineGAN ngf; the paper's is 64)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (default: --width)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--categories", type=int, default=200, help="size of the private code c (the paper's 200)")
+    p.add_argument("--group-size", type=int, default=10, help="fine categories per super-category "
+                   "(c_sup = c // group size; --categories must be a multiple)")
     p.add_argument("--iters", type=int, default=None, help="total iterations (default 20000; with --resume: "
                    "extend or shorten the run)")
     p.add_argument("--lr", type=float, default=2e-4)
@@ -84,7 +87,8 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     iters = args.iters if args.iters is not None else 20000
     rampup = args.equi_rampup if args.equi_rampup is not None else max(1, iters // 2)
     return gan_config(
-        args.size, args.config, args.width, args.d_width, data=args.data, batch=args.batch, iters=iters,
+        args.size, args.config, args.width, args.d_width, args.categories, args.group_size,
+        data=args.data, batch=args.batch, iters=iters,
         lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
         rotnet=args.rotnet,
         rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, fd_samples=args.fd_samples,
