@@ -127,7 +127,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
 
     def csup_to_c(model: str, c_sup: float, c: float) -> int:
         g = registry.get(model).generator.cfg
-        return int(c_sup) * g.group_size + int(c) % g.group_size
+        return min(int(c_sup), g.n_super - 1) * g.group_size + int(c) % g.group_size
 
     def variation_grid(model: str, seed: float, c: float, mode: str) -> np.ndarray:
         try:
@@ -155,8 +155,8 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             return current, current, gr.skip(), gr.skip(), gr.skip()
         g = m.generator.cfg
         return (choice, choice, registry.describe(choice),
-                gr.Slider(maximum=g.n_categories - 1, value=min(int(c), g.n_categories - 1)),
-                gr.Slider(maximum=g.n_super - 1, value=min(int(c), g.n_categories - 1) // g.group_size))
+                ui.code_slider(g.n_categories, int(c)),
+                ui.code_slider(g.n_super, min(int(c), g.n_categories - 1) // g.group_size))
 
     def refresh_models(current: str) -> gr.Dropdown:
         return gr.Dropdown(choices=_model_choices(registry), value=current)
@@ -263,11 +263,11 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                     zs = [gr.Slider(-Z_LIMIT, Z_LIMIT, 0, step=0.05, label=f"z[{d}] offset")
                           for d in render.Z_DIMS]
                 with gr.Column(min_width=260):
-                    c = gr.Slider(0, gcfg.n_categories - 1, 0, step=1, label="c (category)", elem_id="c",
-                                  info="private code: foreground appearance")
-                    c_sup = gr.Slider(0, gcfg.n_super - 1, 0, step=1, label="c_sup = c // 10 (super-category)",
-                                      elem_id="c_sup",
-                                      info="mask shape; moving it sets c = 10·c_sup + c % 10")
+                    c = ui.code_slider(gcfg.n_categories, label="c (category)", elem_id="c",
+                                       info="private code: foreground appearance")
+                    c_sup = ui.code_slider(gcfg.n_super, label="c_sup = c // group (super-category)",
+                                           elem_id="c_sup",
+                                           info="mask shape; moving it sets c = group·c_sup + c % group")
                     compare = gr.Checkbox(False, label="compare Φ-walk with the true transform T_ε^X")
                     caption = gr.Markdown(elem_classes="caption", elem_id="explore-caption")
                 with gr.Column(min_width=260):

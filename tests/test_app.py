@@ -195,3 +195,22 @@ def test_segment_refuses_paths_not_uploaded(served) -> None:
             done = next(json.loads(line[5:]) for line in stream.iter_lines()
                         if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_completed")
     assert done["success"] is False and "root:" not in json.dumps(done)
+
+
+def test_an_app_on_a_model_with_one_super_category_builds(tmp_path: Path) -> None:
+    # a single-class collection trained with --gan-categories 10 --gan-group-size 10: c_sup has one value,
+    # and Gradio refuses a slider with minimum == maximum
+    from elgan.bundle import save_model_bundle
+    from elgan.config import GeneratorConfig, PerturbConfig
+    from elgan.nets.generator import LayeredGenerator
+    from elgan.studio import ui
+
+    g = LayeredGenerator(GeneratorConfig(size=32, width=4, n_categories=10, group_size=10)).eval()
+    save_model_bundle(tmp_path / "checkpoints" / "default.safetensors", g, None, PerturbConfig())
+    registry = ModelRegistry(tmp_path / "checkpoints", tmp_path / "runs")
+    demo = app.build_demo(registry, tmp_path / "runs", None)
+    assert demo is not None
+    locked = ui.code_slider(1, 3)
+    assert (locked.minimum, locked.maximum, locked.value, locked.interactive) == (0, 1, 0, False)
+    free = ui.code_slider(20, 25)
+    assert (free.maximum, free.value, free.interactive) == (19, 19, True)

@@ -18,6 +18,13 @@ from . import render, segment
 from .registry import UNTRAINED, ModelRegistry, StudioError
 
 
+def code_slider(n: int, value: int = 0, **kw: Any) -> gr.Slider:
+    """A slider over the codes 0..n-1 (also as an update). Gradio refuses minimum == maximum, so a code
+    with a single value (one super-category) shows a locked slider over [0, 1] held at 0."""
+    return gr.Slider(minimum=0, maximum=max(1, n - 1), value=max(0, min(int(value), n - 1)), step=1,
+                     interactive=n > 1, **kw)
+
+
 def output_image(label: str, **kw: Any) -> gr.Image:
     """An output image: lossless PNG, nearest-neighbour display, downloadable."""
     return gr.Image(label=label, format="png", interactive=False, elem_classes="pixelated",
@@ -51,8 +58,7 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             ("\n\n**Untrained model: its reconstructions are noise.**" if model == UNTRAINED else "")
         return (views["original"], views["reconstruction"], views["background"], views["foreground"],
                 views["mask"], text, photo.codes_state(model, result),
-                gr.Slider(maximum=g.n_categories - 1, value=result.c),
-                gr.Slider(maximum=g.n_super - 1, value=result.c_sup), 0.0, 0.0, 0.0, 0.0)
+                code_slider(g.n_categories, result.c), code_slider(g.n_super, result.c_sup), 0.0, 0.0, 0.0, 0.0)
 
     def run_edit(model: str, codes: Any, tx: float, ty: float, rotation: float, scale: float,
                  c: float) -> tuple[Any, ...]:
@@ -99,10 +105,10 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
                 eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05, label=f"ε {name}",
                                  elem_id=f"photo-eps-{name}") for name in render.DIRECTIONS]
             with gr.Column(min_width=240):
-                c = gr.Slider(0, n_categories - 1, 0, step=1, label="c (category)", elem_id="photo-c",
-                              info="starts at the inverted c: restyles the foreground")
-                c_sup = gr.Slider(0, n_super - 1, 0, step=1, label="c_sup (super-category)",
-                                  info="mask shape; moving it sets c = group·c_sup + c % group")
+                c = code_slider(n_categories, label="c (category)", elem_id="photo-c",
+                                info="starts at the inverted c: restyles the foreground")
+                c_sup = code_slider(n_super, label="c_sup (super-category)",
+                                    info="mask shape; moving it sets c = group·c_sup + c % group")
                 edit_caption = gr.Markdown(elem_classes="caption", elem_id="photo-edit-caption")
             edited = output_image("edited G(z + Φ(ε), c)", elem_id="photo-edited")
             moved = output_image("layers moved by T_ε^X", elem_id="photo-moved")
