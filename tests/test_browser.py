@@ -2,11 +2,13 @@
 
 Moves a slider and checks the layers were re-rendered, picks an example and uploads an image and checks
 the mask came back at the image's size, inverts an uploaded image in the Your-photo tab and edits it with a Phi
-slider, runs a 5-iteration training from the Train tab, and saves a screenshot of each tab to docs/screenshots/
-(explore.png, segment.png, photo.png, train.png).
+slider, runs a 5-iteration training from the Train tab, and saves a screenshot of each tab (explore.png,
+segment.png, photo.png, train.png) into a temporary folder, so a test run never rewrites the committed ones.
 
-Set ELGAN_SCREENSHOT_BUNDLE=path/to/bundle.safetensors to take the screenshots with a trained model;
-by default a freshly initialised tiny bundle is used (the test checks wiring, not picture quality).
+To refresh docs/screenshots/ with a trained model:
+    ELGAN_SCREENSHOT_BUNDLE=checkpoints/default.safetensors ELGAN_SCREENSHOT_DIR=docs/screenshots \
+        python -m pytest tests/test_browser.py
+By default a freshly initialised tiny bundle is used (the test checks wiring, not picture quality).
 Never runs ``playwright install``: it uses /usr/bin/chromium (``apt-get install chromium``) or skips.
 """
 
@@ -25,12 +27,19 @@ from PIL import Image
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason=f"{CHROMIUM} missing: apt-get install -y chromium (Debian package)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("ELGAN_SCREENSHOT_DIR")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +86,7 @@ def _src(page, selector: str) -> str | None:
     return img.get_attribute("src") if img.count() else None
 
 
-def test_explore_slider_rerenders(page) -> None:
+def test_explore_slider_rerenders(page, shots: Path) -> None:
     page.wait_for_selector("#composite img")
     before = _src(page, "#composite")
     page.locator("#c input[type=range]").fill("57")  # what a drag ends with: input events on the range
@@ -92,11 +101,10 @@ def test_explore_slider_rerenders(page) -> None:
     page.wait_for_selector("#grid img")
     page.get_by_role("button", name="Render strip").click()
     page.wait_for_selector("#strip img")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "explore.png"), full_page=True)
+    page.screenshot(path=str(shots / "explore.png"), full_page=True)
 
 
-def test_segment_upload(page, tmp_path: Path) -> None:
+def test_segment_upload(page, shots: Path, tmp_path: Path) -> None:
     from elgan.data.synthetic import render_synthetic
 
     image, mask, _ = render_synthetic("test", 7, 160)
@@ -115,10 +123,10 @@ def test_segment_upload(page, tmp_path: Path) -> None:
         img.complete && img.naturalWidth ? done() : img.addEventListener('load', done);
     })""")
     assert size == [150, 160]
-    page.screenshot(path=str(SHOTS / "segment.png"), full_page=True)
+    page.screenshot(path=str(shots / "segment.png"), full_page=True)
 
 
-def test_photo_tab_inverts_and_edits(page, tmp_path: Path) -> None:
+def test_photo_tab_inverts_and_edits(page, shots: Path, tmp_path: Path) -> None:
     from elgan.data.synthetic import render_synthetic
 
     path = tmp_path / "mine.png"
@@ -139,10 +147,10 @@ def test_photo_tab_inverts_and_edits(page, tmp_path: Path) -> None:
     page.locator("#photo-eps-rotation input[type=range]").fill("1.5")  # the sliders restarted at 0
     page.wait_for_function("() => document.querySelector('#photo-edit-caption').innerText.includes('rotation +1.50')")
     page.wait_for_timeout(500)
-    page.screenshot(path=str(SHOTS / "photo.png"), full_page=True)
+    page.screenshot(path=str(shots / "photo.png"), full_page=True)
 
 
-def test_train_tab_runs_a_tiny_job(page) -> None:
+def test_train_tab_runs_a_tiny_job(page, shots: Path) -> None:
     page.get_by_role("tab", name="Train").click()
     page.locator("#iters input").fill("5")
     page.get_by_role("button", name="Start", exact=True).click()
@@ -151,4 +159,4 @@ def test_train_tab_runs_a_tiny_job(page) -> None:
                            timeout=180_000)
     page.wait_for_selector("#curves .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(1000)  # let plotly finish drawing
-    page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+    page.screenshot(path=str(shots / "train.png"), full_page=True)
