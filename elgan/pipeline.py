@@ -86,6 +86,7 @@ class PresetSpec(NamedTuple):
     diffaugment: str = "color"  # DiffAugment policy on D's inputs (few photos: color,translation,cutout)
     gan_categories: int = 200  # size of the private code c (the paper keeps 200 even for one class)
     gan_group_size: int = 10  # fine categories per super-category c_sup
+    gan_d_width: int = 0  # discriminator width (0 = gan_width); D is a few % of an iteration's cost
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -170,7 +171,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     s = SPECS[preset]._replace(**overrides)
     common = {"seed": s.seed, "device": s.device, "threads": s.threads, "precision": s.precision}
     every = max(1, min(500, s.gan_iters // 10))
-    gan = gan_config(s.size, s.ablation, s.gan_width, categories=s.gan_categories,
+    gan = gan_config(s.size, s.ablation, s.gan_width, s.gan_d_width or None, categories=s.gan_categories,
                      group_size=s.gan_group_size, data=data, batch=s.gan_batch, iters=s.gan_iters,
                      rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
                      fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--data", default="synthetic", help="GAN training data (scored on its test split)")
     p.add_argument("--size", type=int, choices=SIZES, default=32)
-    p.add_argument("--width", type=int, default=12, help="G and D width")
+    p.add_argument("--width", type=int, default=12, help="G width (and D width unless --d-width)")
+    p.add_argument("--d-width", type=int, default=0, help="D width (0: --width)")
     p.add_argument("--gan-iters", type=int, default=1000)
     p.add_argument("--unet-steps", type=int, default=400)
     p.add_argument("--rotnet-iters", type=int, default=300)
@@ -48,12 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("width", "gan_iters", "unet_steps", "rotnet_iters", "fd_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.eval_limit < 0 or args.threads < 0:
-        parser.error("--eval-limit and --threads must be >= 0")
+    if args.eval_limit < 0 or args.threads < 0 or args.d_width < 0:
+        parser.error("--eval-limit, --threads and --d-width must be >= 0")
     overrides = dict(size=args.size, gan_width=args.width, gan_iters=args.gan_iters, gan_minutes=0.0,
                      rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, unet_steps=args.unet_steps,
                      unet_minutes=0.0, val_every=max(1, args.unet_steps // 4), val_size=200,
                      eval_limit=args.eval_limit, seed=args.seed, threads=args.threads)
+    if args.d_width:  # only when given, so folders made before the flag existed still resume
+        overrides["gan_d_width"] = args.d_width
     out = Path(args.out)
     try:
         results = run_ablation(out, variants, args.data, progress=not args.no_progress, **overrides)
