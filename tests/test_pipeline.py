@@ -105,3 +105,20 @@ def test_size_of_c_is_a_pipeline_knob(capsys: pytest.CaptureFixture[str]) -> Non
     assert pipeline_config("cpu").gan.generator.n_categories == 200  # the paper's default is untouched
     with pytest.raises(ConfigError, match="multiple of group_size"):
         pipeline_config("cpu", gan_categories=25)
+
+
+def test_discriminator_width_is_a_pipeline_knob(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.pipeline import main
+
+    assert main(["--preset", "tiny", "--gan-d-width", "16", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["gan"]["discriminator"]["width"] == 16 and cfg["gan"]["generator"]["width"] == 4
+    default = pipeline_config("tiny")
+    assert default.gan.discriminator.width == default.gan.generator.width == 4  # 0 keeps D at G's width
+
+
+def test_ablation_variants_keep_the_discriminator_width() -> None:
+    from elgan.ablation import variant_config
+
+    for name in ("A", "E", "no-perturb"):
+        assert variant_config(name, Path("/tmp/abl"), size=32, gan_d_width=24).gan.discriminator.width == 24
