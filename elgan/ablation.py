@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from .config import ABLATIONS, ConfigError, GanTrainConfig, ablation, replace, to_dict
 from .pipeline import PipelineConfig, pipeline_config, run_pipeline
+from .runlog import read_records
 
 COLLAPSE_VARIANTS = ("no-recovery", "no-perturb")
 VARIANTS = (*ABLATIONS, *COLLAPSE_VARIANTS)
@@ -92,15 +93,9 @@ def run_ablation(out: str | Path, variants: tuple[str, ...] = VARIANTS, data: st
 
 def mask_area_curve(run: str | Path) -> tuple[list[int], list[float]]:
     """(steps, mean generated mask area) from a pipeline run's GAN log."""
-    steps, areas = [], []
-    for line in (Path(run) / "gan" / "log.jsonl").read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "mask_area" in rec:
-            steps.append(int(rec["step"]))
-            areas.append(float(rec["mask_area"]))
+    records = [r for r in read_records(Path(run) / "gan" / "log.jsonl") if "mask_area" in r]
+    steps = [int(r["step"]) for r in records]
+    areas = [float(r["mask_area"]) for r in records]
     return steps, areas
 
 

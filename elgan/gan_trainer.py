@@ -41,6 +41,7 @@ from .nets.phi import LatentTransform
 from .nets.rotnet import RotNet, fold_batchnorm, freeze
 from .precision import Precision
 from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
+from .runlog import progress_bar, truncate_after
 from .visualize import grid, layer_rows, save_png
 
 NETWORKS = ("generator", "discriminator", "super_recovery", "phi")
@@ -141,7 +142,7 @@ class GanTrainer:
         if path.exists():
             return load_feature_net(path, self.device)
         rng = torch.Generator().manual_seed(self.cfg.seed + 2)
-        bar = _bar(self.cfg.rotnet_iters, "RotNet (perceptual net)", self.progress)
+        bar = progress_bar(self.cfg.rotnet_iters, "RotNet (perceptual net)", self.progress)
         state = {}
 
         def on_step(step: int, loss: float, acc: float) -> None:
@@ -318,14 +319,14 @@ class GanTrainer:
             self.scaler_g.load_state_dict(state["scaler_g"])
         self.step, self.best_fd = int(state["step"]), state["best_fd"]
         if ddp.is_main():
-            _truncate_log(self.run_dir / "log.jsonl", self.step)
+            truncate_after(self.run_dir / "log.jsonl", self.step)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
     def fit(self) -> GanRunResult:
         cfg, main = self.cfg, ddp.is_main()
         start, completed = time.monotonic(), True
-        bar = _bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
+        bar = progress_bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
         t_last, n_last = time.monotonic(), self.step
         with open(self.run_dir / "log.jsonl", "a") if main else contextlib.nullcontext() as log:
             while self.step < cfg.iters:
@@ -403,23 +404,3 @@ def _resumable(cfg: dict) -> dict:
     """The parts of a config that must not change across a resume (length, budget and placement may)."""
     return {k: v for k, v in cfg.items()
             if k not in ("iters", "max_minutes", "device", "threads", "precision", "data_workers")}
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from, so the log has no duplicate steps."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line cut by the kill
-    ckpt.atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-
-def _bar(total: int, desc: str, enabled: bool, initial: int = 0):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, initial=initial, disable=not enabled, dynamic_ncols=True, unit="it")

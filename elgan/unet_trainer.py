@@ -29,7 +29,6 @@ from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import distributed as ddp
 from .checkpoint import CheckpointError, atomic_write_text, load_bundle, load_state, save_bundle, save_state
@@ -38,6 +37,7 @@ from .metrics import ScoreAccumulator
 from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
 from .precision import Precision
+from .runlog import append_record, progress_bar, truncate_after
 from .synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
 
 LAST, BEST, STATE, LOG = "last.safetensors", "best.safetensors", "state.safetensors", "log.jsonl"
@@ -227,25 +227,6 @@ def validate(unet: UNet, val: Pairs, device: torch.device, batch: int = 100) -> 
     return acc.result("dataset").iou
 
 
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """On resume, forget log lines from steps the resumed state has not reached (they will be redone)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut by a kill
-    atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-
 # Settings a resumed run may change: its length, budget, placement and bookkeeping cadence.
 RESUME_MAY_CHANGE = ("steps", "max_minutes", "device", "threads", "log_every", "val_every", "ckpt_every",
                      "gan", "precision")
@@ -325,14 +306,13 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
             if best_iou is None or best_meta.get("val_iou", -1.0) > best_iou:
                 best_iou, best_step = best_meta.get("val_iou"), best_meta.get("step")
         if main:
-            _truncate_log(run_dir / LOG, step)
+            truncate_after(run_dir / LOG, step)
     if step >= cfg.steps and ddp.on_main(lambda: (run_dir / BEST).exists()):
         return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, True, 0.0)
 
     source, val = build_sources(cfg, generator, device)
     model = ddp.wrap(unet)  # training forwards; `unet` itself for validation and saving (rank 0, no sync)
-    bar = tqdm(total=cfg.steps, initial=step, desc="U-Net", unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(cfg.steps, "U-Net", progress, initial=step, unit="step")
     start = win_start = time.perf_counter()
     start_step, win_loss, win_n = step, torch.zeros((), device=device), 0
     while step < cfg.steps:
@@ -369,7 +349,7 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
             if val_iou is not None:
                 record["val_iou"] = val_iou
             if main:
-                _append_log(run_dir / LOG, record)
+                append_record(run_dir / LOG, record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['imgs_per_s']:.0f}",
                             best_iou="-" if best_iou is None else f"{best_iou:.3f}")
             win_start, win_loss, win_n = now, torch.zeros((), device=device), 0

@@ -6,12 +6,13 @@ the files while they grow. A line cut by a kill or caught mid-write is skipped, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from ..runlog import read_records
 
 PANELS = ("GAN losses", "mask statistics", "FD (model selection) and speed", "U-Net")
 SKIP = {"step", "time", "lr"}
@@ -34,16 +35,8 @@ def _head(path: Path) -> str:
 
 def read_log(path: Path, max_points: int = 2000) -> list[dict[str, Any]]:
     """Records of a log.jsonl (malformed lines skipped), thinned to at most max_points, the last kept."""
-    records: list[dict[str, Any]] = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
-                    records.append(rec)
+        records = read_records(path)
     except OSError:
         return []
     if len(records) > max_points:
