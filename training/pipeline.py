@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, replace, to_dict
+from elgan.config import PRECISIONS, ConfigError, replace
 from elgan.pipeline import PRESETS, PipelineConfig, pipeline_config
-from training._cli import saved_config
+from training._cli import print_config, run_stage, saved_config
 
 # flag -> PresetSpec / PipelineConfig field (None values are "not given" and keep the preset's)
 OVERRIDES = {
@@ -89,22 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     if args.dry_run:
-        print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-        return 0
-
-    from elgan.checkpoint import CheckpointError
-    from elgan.data import DataError
+        return print_config(cfg)
     from elgan.pipeline import run_pipeline
 
-    try:  # under torchrun every process runs this; run_pipeline joins the process group
-        result = run_pipeline(cfg, cfg.run_dir, resume=args.resume, progress=not args.no_progress)
-        main = distributed.is_main()
-    except (FileExistsError, FileNotFoundError, DataError, CheckpointError, ConfigError) as exc:
-        if distributed.is_main():
-            print(f"error: {exc}", file=sys.stderr)
+    outcome = run_stage(lambda: run_pipeline(cfg, cfg.run_dir, resume=args.resume, progress=not args.no_progress))
+    if outcome is None:
         return 2
-    finally:
-        distributed.cleanup()
+    result, main = outcome
     if main and result.metrics is not None:
         print(json.dumps({k: result.metrics[k] for k in ("acc", "iou", "miou", "n")}))
     return 0

@@ -15,7 +15,6 @@ B A with private-code recovery instead, C + scale, D + rotation, E + equivarianc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,9 +27,8 @@ from elgan.config import (
     GanTrainConfig,
     gan_config,
     replace,
-    to_dict,
 )
-from training._cli import saved_config
+from training._cli import print_config, run_stage, saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,23 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     if args.dry_run:
-        print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-        return 0
-    from elgan.checkpoint import CheckpointError
-    from elgan.data import DataError
+        return print_config(cfg)
     from elgan.gan_trainer import train_gan
 
-    try:  # under torchrun every process runs this; train_gan joins the process group
-        result = train_gan(cfg, out, resume=args.resume, progress=not args.no_progress)
-        main = distributed.is_main()
-    # OSError: a run folder that exists or does not, a full disk (the previous checkpoint is kept);
-    # CheckpointError: a state file that cannot be resumed from. One line each, no traceback.
-    except (OSError, DataError, ConfigError, CheckpointError) as exc:
-        if distributed.is_main():
-            print(f"error: {exc}", file=sys.stderr)
+    outcome = run_stage(lambda: train_gan(cfg, out, resume=args.resume, progress=not args.no_progress))
+    if outcome is None:
         return 2
-    finally:
-        distributed.cleanup()
+    result, main = outcome
     if main:
         status = "finished" if result.completed else "stopped by --max-minutes (continue with --resume)"
         print(f"{status} at step {result.steps}; best {'FID' if cfg.inception else 'FD'} {result.best_fd}; "

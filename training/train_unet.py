@@ -14,14 +14,13 @@ checkpoint (best.safetensors) has the best IoU on held-out *synthetic* pairs, ne
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, UNetConfig, replace, to_dict
+from elgan.config import PRECISIONS, ConfigError, UNetConfig, replace
 from elgan.unet_trainer import UNetTrainConfig
-from training._cli import saved_config
+from training._cli import print_config, run_stage, saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     distributed.setup(args.device)  # under torchrun: join the group; files are read by rank 0 alone
     out = Path(args.out)
     from elgan.checkpoint import CheckpointError
-    from elgan.data import DataError
 
     try:
         if args.resume:
@@ -97,20 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as exc:
         parser.error(str(exc))
     if args.dry_run:
-        print(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-        return 0
-
+        return print_config(cfg)
     from elgan.unet_trainer import train_unet
 
-    try:  # under torchrun every process runs this; train_unet joins the process group
-        r = train_unet(cfg, out, resume=args.resume, progress=not args.no_progress)
-        main = distributed.is_main()
-    except (FileExistsError, FileNotFoundError, DataError, CheckpointError, ConfigError) as exc:
-        if distributed.is_main():
-            print(f"error: {exc}", file=sys.stderr)
+    outcome = run_stage(lambda: train_unet(cfg, out, resume=args.resume, progress=not args.no_progress))
+    if outcome is None:
         return 2
-    finally:
-        distributed.cleanup()
+    r, main = outcome
     if not main:
         return 0
     status = "finished" if r.finished else "stopped by --max-minutes (continue with --resume)"
