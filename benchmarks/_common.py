@@ -42,6 +42,18 @@ def header(title: str) -> str:
             f"torch {torch.__version__}, load average {load:.2f} at start")
 
 
+def start(title: str, threads: int) -> float:
+    """Set the thread count and seed, print the header, measure and print the GEMM throughput the FLOP
+    floors of this run are computed from (measured in the same process, under the same load)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    print(header(title))
+    gflops = matmul_gflops()
+    print(f"fp32 matmul throughput (1024³ GEMM, this run): {gflops:.1f} GFLOP/s\n")
+    return gflops
+
+
 def time_ms(fn: Callable[[], object], runs: int, warmup: int = 3) -> list[float]:
     """Wall milliseconds of `runs` calls after `warmup` calls (CUDA synchronised when present)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)

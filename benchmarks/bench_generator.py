@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import flops_of, header, matmul_gflops, median_p95, peak_memory_mb, time_ms  # noqa: E402
+from benchmarks._common import flops_of, median_p95, peak_memory_mb, start, time_ms  # noqa: E402
 from elgan.config import GeneratorConfig  # noqa: E402
 from elgan.nets.generator import LayeredGenerator, compose  # noqa: E402
 
@@ -79,12 +79,7 @@ def main() -> None:
     args = p.parse_args()
     if args.runs < 100:
         p.error("--runs must be >= 100 (p95 needs them)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(header("Generator forward, batch 1"))
-    gflops = matmul_gflops()
-    print(f"fp32 matmul throughput (1024³ GEMM, this run): {gflops:.1f} GFLOP/s\n")
+    gflops = start("Generator forward, batch 1", args.threads)
     print("| size | width | variant | GFLOP | floor ms | median ms | p95 ms | × floor | peak RSS MiB (+rise) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for pair in args.configs.split(","):

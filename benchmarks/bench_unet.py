@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import flops_of, header, matmul_gflops, median_p95, peak_memory_mb, time_ms  # noqa: E402
+from benchmarks._common import flops_of, median_p95, peak_memory_mb, start, time_ms  # noqa: E402
 from elgan.bundle import load_unet  # noqa: E402
 from elgan.config import UNetConfig  # noqa: E402
 from elgan.evaluate import predict_probs, segment_folder  # noqa: E402
@@ -52,12 +52,7 @@ def main() -> None:
     args = p.parse_args()
     if args.runs < 100:
         p.error("--runs must be >= 100 (p95 needs them)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(header("U-Net segmentation"))
-    gflops = matmul_gflops()
-    print(f"fp32 matmul throughput (1024³ GEMM, this run): {gflops:.1f} GFLOP/s\n")
+    gflops = start("U-Net segmentation", args.threads)
     print("| what | floor ms | median ms | p95 ms | × floor | images/s | peak RSS MiB (+rise) |")
     print("|---|---|---|---|---|---|---|")
     x = torch.rand(1, 3, 128, 128) * 2 - 1
