@@ -86,7 +86,7 @@ class PresetSpec(NamedTuple):
     diffaugment: str = "color"  # DiffAugment policy on D's inputs (few photos: color,translation,cutout)
     gan_categories: int = 200  # size of the private code c (the paper keeps 200 even for one class)
     gan_group_size: int = 10  # fine categories per super-category c_sup
-    gan_d_width: int = 0  # discriminator width (0 = gan_width); D is a few % of an iteration's cost
+    gan_d_width: int = 0  # discriminator width (0 = gan_width)
 
 
 SPECS: dict[str, PresetSpec] = {
