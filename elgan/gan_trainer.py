@@ -18,7 +18,6 @@ distributed.rank_generator_state).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from .nets.phi import LatentTransform
 from .nets.rotnet import RotNet, fold_batchnorm, freeze
 from .precision import Precision
 from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
-from .runlog import progress_bar, truncate_after
+from .runlog import append_record, progress_bar, truncate_after
 from .visualize import grid, layer_rows, save_png
 
 NETWORKS = ("generator", "discriminator", "super_recovery", "phi")
@@ -328,28 +327,27 @@ class GanTrainer:
         start, completed = time.monotonic(), True
         bar = progress_bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
         t_last, n_last = time.monotonic(), self.step
-        with open(self.run_dir / "log.jsonl", "a") if main else contextlib.nullcontext() as log:
-            while self.step < cfg.iters:
-                logs = self.train_step()
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.iters:
-                    logs = ddp.mean_scalars(logs)  # every rank's share of the batch counts
-                    now = time.monotonic()
-                    ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)  # global images/s
-                    t_last, n_last = now, self.step
-                    if main:
-                        self._log(log, logs, round(now - start, 2), ips)
-                    bar.set_postfix(d=f"{logs['d_adv']:.2f}", g=f"{logs['g_adv']:.2f}",
-                                    mask=f"{logs['mask_area']:.2f}", ips=f"{ips:.0f}")
-                if main and (self.step % cfg.sample_every == 0 or self.step == cfg.iters):
-                    self.write_samples()
-                # every rank must take the same decision, or one would wait forever for the others
-                out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.monotonic() - start > cfg.max_minutes * 60)
-                if self.step % cfg.ckpt_every == 0 or self.step == cfg.iters or out_of_time:
-                    self.save()
-                if out_of_time and self.step < cfg.iters:
-                    completed = False
-                    break
+        while self.step < cfg.iters:
+            logs = self.train_step()
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.iters:
+                logs = ddp.mean_scalars(logs)  # every rank's share of the batch counts
+                now = time.monotonic()
+                ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)  # global images/s
+                t_last, n_last = now, self.step
+                if main:
+                    self._log(logs, round(now - start, 2), ips)
+                bar.set_postfix(d=f"{logs['d_adv']:.2f}", g=f"{logs['g_adv']:.2f}",
+                                mask=f"{logs['mask_area']:.2f}", ips=f"{ips:.0f}")
+            if main and (self.step % cfg.sample_every == 0 or self.step == cfg.iters):
+                self.write_samples()
+            # every rank must take the same decision, or one would wait forever for the others
+            out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.monotonic() - start > cfg.max_minutes * 60)
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.iters or out_of_time:
+                self.save()
+            if out_of_time and self.step < cfg.iters:
+                completed = False
+                break
         bar.close()
         if main and not (self.run_dir / "best.safetensors").exists():
             self.bundle(self.run_dir / "best.safetensors")  # no FD measured yet: the last model is all there is
@@ -357,7 +355,7 @@ class GanTrainer:
         return GanRunResult(self.run_dir / "best.safetensors", self.run_dir / "last.safetensors", self.step,
                             self.best_fd, completed)
 
-    def _log(self, log: Any, logs: dict[str, float], elapsed: float, ips: float) -> None:
+    def _log(self, logs: dict[str, float], elapsed: float, ips: float) -> None:
         """Rank 0: one JSON line; at FD steps also the metrics, and best.safetensors if they improved."""
         record = {"step": self.step, "time": elapsed, "imgs_per_s": round(ips, 2), **logs}
         if self.step % self.cfg.fd_every == 0 or self.step == self.cfg.iters:
@@ -366,8 +364,7 @@ class GanTrainer:
             if self.best_fd is None or fd < self.best_fd:
                 self.best_fd = fd
                 self.bundle(self.run_dir / "best.safetensors")
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        append_record(self.run_dir / "log.jsonl", record)
 
 
 def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> GanRunResult:
