@@ -38,36 +38,7 @@ POLL_S = 2.0
 Z_LIMIT = 3.0
 
 
-def _atomic_image_cache() -> None:
-    """Make Gradio's cache of output images safe under concurrent visitors.
-
-    Gradio 6 stores each returned image at a path named by the hash of its bytes, with a plain
-    write_bytes: when two visitors get the same picture (every first view is seed 0), the second write
-    truncates the file while the first visitor's browser is downloading it, and that download breaks
-    (1 in 4 identical concurrent requests in tests/test_hostile_uploads.py). Same bytes, same path: the
-    file is written once, under a temporary name renamed into place, and reused afterwards.
-    """
-    import uuid
-
-    from gradio import processing_utils as pu
-
-    def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
-        data = pu.encode_pil_to_bytes(img, format)
-        folder = Path(cache_dir) / pu.hash_bytes(data)
-        folder.mkdir(exist_ok=True, parents=True)
-        path = (folder / f"{name}.{format}").resolve()
-        if path.is_file() and path.stat().st_size == len(data):
-            os.utime(path)  # handed out again: delete_cache ages files by their time
-        else:
-            tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return str(path)
-
-    pu.save_pil_to_cache = save_pil_to_cache
-
-
-_atomic_image_cache()
+ui.install_atomic_image_cache()  # Gradio's output-image cache, made safe for concurrent visitors
 
 
 _image = ui.output_image  # lossless PNG, nearest-neighbour display, downloadable

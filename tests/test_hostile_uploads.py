@@ -442,7 +442,8 @@ def test_pixel_limit_holds_even_if_pil_is_loosened(tmp_path: Path, monkeypatch: 
 
 def test_output_images_are_cached_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Gradio names each output image by its bytes' hash; rewriting the same file while a browser reads it
-    broke downloads (see app._atomic_image_cache). A reader never sees the file shorter than it is."""
+    broke downloads (see elgan.studio.ui.install_atomic_image_cache, installed by importing app). A reader
+    never sees the file shorter than it is."""
     import threading
     import time
 

@@ -2,20 +2,52 @@
 
 The one module under elgan/ that imports gradio (app.py imports it; nothing in elgan/ does): it holds
 layout and wiring only, as app.py does, and every computation is a plain function elsewhere in
-elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py.
+elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py -- and the one patch of Gradio the
+app needs (its output-image cache, written atomically).
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from ..invert import InversionConfig
 from . import invert as photo
 from . import render, segment
 from .registry import UNTRAINED, ModelRegistry, StudioError
+
+
+def install_atomic_image_cache() -> None:
+    """Make Gradio's cache of output images safe under concurrent visitors.
+
+    Gradio 6 stores each returned image at a path named by the hash of its bytes, with a plain
+    write_bytes: when two visitors get the same picture (every first view is seed 0), the second write
+    truncates the file while the first visitor's browser is downloading it, and that download breaks
+    (1 in 4 identical concurrent requests in tests/test_hostile_uploads.py). Same bytes, same path: the
+    file is written once, under a temporary name renamed into place, and reused afterwards.
+    """
+    from gradio import processing_utils as pu
+
+    def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if path.is_file() and path.stat().st_size == len(data):
+            os.utime(path)  # handed out again: delete_cache ages files by their time
+        else:
+            tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return str(path)
+
+    pu.save_pil_to_cache = save_pil_to_cache
 
 
 def code_slider(n: int, value: int = 0, **kw: Any) -> gr.Slider:
