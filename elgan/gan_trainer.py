@@ -72,6 +72,8 @@ class GanTrainer:
         self.device = ddp.device(cfg.device)  # cuda:LOCAL_RANK under torchrun
         self.local_batch = ddp.local_batch(cfg.batch)  # cfg.batch is global: this rank's share
         self.precision = Precision(cfg.precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN's fastest kernels, chosen once
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP checks and broadcasts)

@@ -156,3 +156,13 @@ def test_cli(tmp_path, capsys) -> None:
         with pytest.raises(SystemExit) as exc:
             main(bad)
         assert exc.value.code == 2
+
+
+def test_workers_render_the_same_arrays() -> None:
+    """Several processes split the indices; the arrays must be those of one process, in order."""
+    one = generate_synthetic("val", 32, seed=3, n=7, start=2)
+    many = generate_synthetic("val", 32, seed=3, n=7, start=2, workers=3)
+    for a, b in zip(one, many, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="workers"):
+        generate_synthetic("val", 32, n=2, workers=0)

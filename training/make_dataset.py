@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-n", type=int, default=8, help="images in the grid (default 8)")
     p.add_argument("--baselines", action="store_true",
                    help="score the centred-ellipse and k-means baselines on the test split")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes rendering images (0 = one per CPU core; the result is the same)")
     p.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return p
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--grid must name a .png file, got {args.grid!r}")
     if not 1 <= args.grid_n <= 32:
         parser.error(f"--grid-n must be in [1, 32], got {args.grid_n}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
+    workers = args.workers or os.cpu_count() or 1
     out = Path(args.out) if args.out else default_cache_dir()
     splits = list(dict.fromkeys(args.splits))
     if args.baselines and "test" not in splits:
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         path = cache_path(split, args.size, args.seed, n, out)
         cached = path.exists()
         t0 = time.perf_counter()
-        data[split] = load_synthetic(split, args.size, args.seed, n, out, progress=not args.quiet)
+        data[split] = load_synthetic(split, args.size, args.seed, n, out, progress=not args.quiet, workers=workers)
         dt = time.perf_counter() - t0
         area = data[split][1].float().mean().item()
         print(f"{split:5s}: {n} images {args.size}px, {'loaded' if cached else 'generated'} in {dt:.1f} s, "

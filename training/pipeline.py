@@ -30,7 +30,8 @@ OVERRIDES = {
     "gan_iters": int, "gan_width": int, "gan_batch": int, "gan_minutes": float, "rotnet_iters": int,
     "unet_steps": int, "unet_batch": int, "unet_base": int, "unet_minutes": float, "seed": int,
     "threads": int, "eval_limit": int, "ablation": str, "gan_init": str, "diffaugment": str,
-    "gan_categories": int, "gan_group_size": int, "gan_d_width": int,
+    "gan_categories": int, "gan_group_size": int, "gan_d_width": int, "fd_every": int, "fd_samples": int,
+    "val_size": int, "val_every": int,
 }
 
 

@@ -173,13 +173,36 @@ def render_synthetic(split: str, index: int, size: int, seed: int = 0) -> tuple[
     return image, mask, family * N_PALETTES + palette
 
 
+def _render_range(args: tuple[str, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    split, size, seed, n, start = args
+    return generate_synthetic(split, size, seed, n, start)
+
+
 def generate_synthetic(split: str, size: int, seed: int = 0, n: int | None = None, start: int = 0,
-                       progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images [N, 3, H, W] uint8, masks [N, 1, H, W] uint8, categories [N] int64 for indices start.. ."""
+                       progress: bool = False, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images [N, 3, H, W] uint8, masks [N, 1, H, W] uint8, categories [N] int64 for indices start.. .
+
+    Image i depends only on (split, i, size, seed), so `workers` processes render contiguous ranges and
+    the result is the same array as with one (a 128 px training set: ~100 s on one core)."""
     _check_args(split, size)
     n = DEFAULT_COUNTS[split] if n is None else int(n)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and n > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        edges = np.linspace(0, n, min(workers, n) * 4 + 1).astype(int)  # a few ranges per worker: balance
+        ranges = [(split, size, seed, int(b - a), start + int(a))
+                  for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(min(workers, n)) as pool:
+            parts = list(pool.map(_render_range, ranges))
+        if progress:
+            print(f"synthetic {split} {size}px: {n}/{n} ({n / max(time.perf_counter() - t0, 1e-9):.0f} img/s, "
+                  f"{workers} workers)", file=sys.stderr, flush=True)
+        return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))  # type: ignore[return-value]
     images = np.empty((n, 3, size, size), np.uint8)
     masks = np.empty((n, 1, size, size), np.uint8)
     cats = np.empty(n, np.int64)
@@ -214,7 +237,7 @@ def _read(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | Non
 
 
 def load_synthetic(split: str, size: int, seed: int = 0, n: int | None = None,
-                   cache_dir: str | os.PathLike | None = None, progress: bool = False
+                   cache_dir: str | os.PathLike | None = None, progress: bool = False, workers: int = 1
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """images uint8 [N, 3, H, W], masks uint8 [N, 1, H, W] in {0, 1}, categories int64 [N].
 
@@ -237,7 +260,7 @@ def load_synthetic(split: str, size: int, seed: int = 0, n: int | None = None,
                 if arrays is not None:
                     break
     if arrays is None:
-        arrays = generate_synthetic(split, size, seed, n, progress=progress)
+        arrays = generate_synthetic(split, size, seed, n, progress=progress, workers=workers)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
