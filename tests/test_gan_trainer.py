@@ -171,3 +171,31 @@ def test_one_super_category_trains(tmp_path):
     assert result.steps == 2
     logs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["g_adv"])) for r in logs)
+
+
+def test_init_from_an_app_bundle_without_e_pi(tmp_path):
+    """A pipeline's result (fp16 app bundle: G, Phi, D, no E_pi) is a valid start; E_pi starts fresh."""
+    from elgan.bundle import save_model_bundle
+
+    source = GanTrainer(tiny(iters=1), tmp_path / "src", progress=False)
+    source.train_step()
+    path = tmp_path / "app.safetensors"
+    save_model_bundle(path, source.G, source.phi, source.cfg.perturb, discriminator=source.D, half=True)
+    trainer = GanTrainer(tiny(iters=1), tmp_path / "ft", progress=False)
+    fresh_e_pi = {k: v.clone() for k, v in trainer.E_pi.state_dict().items()}
+    trainer.init_from(path)
+    for key, value in trainer.G.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, source.G.state_dict()[key].half().float(), atol=0), key
+    assert all(torch.equal(v, fresh_e_pi[k]) for k, v in trainer.E_pi.state_dict().items())
+    assert torch.isfinite(torch.tensor(list(trainer.train_step().values()))).all()
+
+
+def test_fd_is_measured_at_every_fd_step_whatever_log_every_is(tmp_path):
+    """fd_every need not be a multiple of log_every: an FD step is always logged and measured."""
+    result = train_gan(tiny(iters=6, fd_every=3, log_every=4, ckpt_every=6, sample_every=6), tmp_path / "r",
+                       progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3, 4, 6]
+    assert [("FD-RotNet" in r) for r in lines] == [True, False, True]
+    assert result.best_fd == min(r["FD-RotNet"] for r in lines if "FD-RotNet" in r)
