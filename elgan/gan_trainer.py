@@ -300,10 +300,10 @@ class GanTrainer:
         again within a few hundred iterations (its loss is near zero at 1,000 in our runs)."""
         bundle = ddp.on_main(lambda: ckpt.load_bundle(path, require=("generator", "discriminator")))
         for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True):
+            if name not in bundle.tensors:
+                continue  # E_pi or Phi (G and D are required above): it starts fresh
             if name == "phi" and bundle.configs.get("phi") != to_dict(self.cfg.phi):
                 continue  # Phi of other perturbation dims (e.g. E -> A): it starts fresh; unused outside E
-            if name in ("super_recovery", "phi") and name not in bundle.tensors:
-                continue
             ckpt.load_into(getattr(self, attr), bundle.tensors[name], f"{name} of {path}")
 
     def load(self) -> None:

@@ -57,7 +57,8 @@ say "smoke tests and data done"
 
 # 2. the runs, and their contended speed (ms per GAN iteration, all probes at once)
 declare -A ARGS
-common="--gan-d-width 32 --rotnet-iters $ROT --unet-base 16 --unet-batch $UNET_BATCH --unet-steps $UNET_STEPS"
+D_WIDTH=32  # every run's discriminator width
+common="--gan-d-width $D_WIDTH --rotnet-iters $ROT --unet-base 16 --unet-batch $UNET_BATCH --unet-steps $UNET_STEPS"
 common="$common --val-size $VAL --val-every 500 --gan-minutes $GAN_MIN --unet-minutes $UNET_MIN"
 syn="--preset paper --data synthetic --fd-samples 1000"
 horse="--preset horse128 --data folder:$HORSES"
@@ -83,7 +84,7 @@ probe_args() {  # pipeline flags -> the probe's --set FIELD=VALUE pairs (preset 
 }
 pids=()  # waited for by pid: a bare `wait` would also wait for the tee above, forever
 for n in $NAMES; do
-  python3 benchmarks/bench_pipeline_iter.py $(probe_args "${ARGS[$n]} --gan-d-width 32") --iters $PROBE --warmup $WARM --json \
+  python3 benchmarks/bench_pipeline_iter.py $(probe_args "${ARGS[$n]} --gan-d-width $D_WIDTH") --iters $PROBE --warmup $WARM --json \
     > "$RUNS/probe-$n.json" 2> "$RUNS/probe-$n.err" &
   pids+=($!)
 done

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tarfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from elgan.runlog import read_records  # noqa: E402
 
 PART = 15 * 2**20
 SMALL = ("config.json", "eval.json", "val.json", "val.err", "gan/DONE", "unet/DONE", "gan/log.jsonl",
@@ -37,16 +41,10 @@ def read_json(path: Path) -> dict | None:
 
 
 def best_fd_step(run: Path) -> int | None:
-    best: tuple[float, int] | None = None
-    try:
-        for line in (run / "gan" / "log.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            fd = next((v for k, v in rec.items() if k.startswith("FD")), None)
-            if fd is not None and (best is None or fd < best[0]):
-                best = (fd, rec["step"])
-    except (OSError, ValueError, KeyError):
-        return None
-    return None if best is None else best[1]
+    """The step of the lowest FD in the GAN's log.jsonl (the step best.safetensors was written at)."""
+    fds = [(fd, rec["step"]) for rec in read_records(run / "gan" / "log.jsonl")
+           if (fd := next((v for k, v in rec.items() if k.startswith("FD")), None)) is not None]
+    return min(fds)[1] if fds else None
 
 
 def choose(runs: Path, names: list[str]) -> dict[str, object]:
@@ -56,7 +54,7 @@ def choose(runs: Path, names: list[str]) -> dict[str, object]:
     horse = {n: v for n, v in horse.items() if v and v.get("best_fd") is not None
              and (runs / n / "bundle.safetensors").exists()}
     return {"synthetic": max(syn, key=lambda n: syn[n]["iou"]) if syn else None,
-            "synthetic_val": {n: v for n, v in syn.items()},
+            "synthetic_val": dict(syn),
             "horse": min(horse, key=lambda n: horse[n]["best_fd"]) if horse else
             next((n for n in names if n.startswith("horse-") and (runs / n / "bundle.safetensors").exists()), None),
             "horse_fd": {n: v["best_fd"] for n, v in horse.items()}}
