@@ -122,3 +122,23 @@ def test_ablation_variants_keep_the_discriminator_width() -> None:
 
     for name in ("A", "E", "no-perturb"):
         assert variant_config(name, Path("/tmp/abl"), size=32, gan_d_width=24).gan.discriminator.width == 24
+
+
+def test_resume_may_extend_the_budget_but_nothing_else(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run stopped by its time cap is continued with a longer one; its ramp-up and networks stay as saved."""
+    from training.pipeline import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = pipeline_config("cpu", ablation="E", gan_iters=1200, out=str(out))
+    (out / "config.json").write_text(json.dumps(to_dict(saved)))
+    assert main(["--resume", "--out", str(out), "--gan-iters", "1000", "--gan-minutes", "100",
+                 "--unet-minutes", "20", "--threads", "1", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["gan"]["iters"], cfg["gan"]["max_minutes"], cfg["unet"]["max_minutes"]) == (1000, 100.0, 20.0)
+    assert cfg["gan"]["threads"] == cfg["unet"]["threads"] == 1
+    assert cfg["gan"]["loss"]["equi_rampup_iters"] == saved.gan.loss.equi_rampup_iters == 1200 * 400 // 810
+    assert cfg["unet"]["steps"] == saved.unet.steps and cfg["gan"]["generator"] == to_dict(saved.gan.generator)
+    with pytest.raises(SystemExit):  # a flag that would change the result is refused, not silently ignored
+        main(["--resume", "--out", str(out), "--gan-width", "24", "--dry-run"])
+    assert "--gan-width" in capsys.readouterr().err

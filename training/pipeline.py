@@ -34,6 +34,9 @@ OVERRIDES = {
     "val_size": int, "val_every": int,
 }
 
+# flags that --resume accepts (placement, and the length / wall-time budget of the training stages)
+RESUME_OVERRIDES = ("threads", "gan_iters", "gan_minutes", "unet_minutes")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.pipeline", description=__doc__,
@@ -68,6 +71,28 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return pipeline_config(args.preset, args.data, out=args.out, **overrides)
 
 
+def resumed_config(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
+    """What a resumed pipeline may change: placement (--threads) and the length and wall-time budget of its
+    training stages (--gan-iters, --gan-minutes, --unet-minutes), as train_gan --resume allows. Everything
+    that shapes the result stays as saved -- the equivariance ramp-up too, which a fresh run derives from
+    --gan-iters. A stage that has already ended (its marker is written) is not reopened."""
+    gan, unet = {}, {}
+    if args.threads is not None:
+        gan["threads"] = unet["threads"] = args.threads
+    if args.gan_iters is not None:
+        gan["iters"] = args.gan_iters
+    if args.gan_minutes is not None:
+        gan["max_minutes"] = args.gan_minutes
+    if args.unet_minutes is not None:
+        unet["max_minutes"] = args.unet_minutes
+    others = [f"--{k.replace('_', '-')}" for k in OVERRIDES
+              if getattr(args, k) is not None and k not in RESUME_OVERRIDES]
+    if others:
+        raise ConfigError(f"--resume keeps the saved configuration; it may change only "
+                          f"{', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDES)}, not {', '.join(others)}")
+    return replace(cfg, gan=replace(cfg.gan, **gan), unet=replace(cfg.unet, **unet))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -82,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--resume needs --out")
             # the folder it was read from, even if the run was moved or copied since it began
             cfg = replace(saved_config(parser, Path(args.out), PipelineConfig), out=str(args.out))
-            if args.threads is not None:  # placement may change on resume; nothing that alters results
-                cfg = replace(cfg, gan=replace(cfg.gan, threads=args.threads),
-                              unet=replace(cfg.unet, threads=args.threads))
+            cfg = resumed_config(cfg, args)
         else:
             cfg = config_from_args(args)
     except ConfigError as exc:
