@@ -207,8 +207,14 @@ def test_two_ranks_match_one_process_with_the_whole_batch(runs):
         one, two = runs["single"]["logs"][step], runs[0]["logs"][step]
         for key in KEYS:
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), (step, key)
+    # Adam's first steps move each weight by about lr * sign(gradient). Where a gradient is at rounding-noise
+    # level, averaging it over two ranks instead of one batch can flip its sign on some CPUs: a move of up to
+    # 2 lr per step for those few entries (seen: 90 of 122,880 in one layer). A real split bug moves many.
+    lr, steps = tiny().lr, 2
     for name, w in runs["single"]["G_params"].items():
-        assert torch.allclose(torch.tensor(runs[0]["G_params"][name]), torch.tensor(w), atol=1e-5), name
+        diff = (torch.tensor(runs[0]["G_params"][name]) - torch.tensor(w)).abs()
+        assert (diff > 1e-5).float().mean() < 2e-3, name
+        assert diff.max() <= 2 * lr * steps + 1e-5, name
 
 
 def test_resume_is_exact_for_the_same_number_of_ranks(runs):
