@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from elgan import distributed
 from elgan.config import PRECISIONS, ConfigError, replace
@@ -35,7 +36,17 @@ OVERRIDES = {
 }
 
 # flags that --resume accepts (placement, and the length / wall-time budget of the training stages)
-RESUME_OVERRIDES = ("threads", "gan_iters", "gan_minutes", "unet_minutes")
+# -> the (stage, field) pairs each one sets in the saved config
+RESUME_OVERRIDES = {
+    "threads": (("gan", "threads"), ("unet", "threads")),
+    "gan_iters": (("gan", "iters"),),
+    "gan_minutes": (("gan", "max_minutes"),),
+    "unet_minutes": (("unet", "max_minutes"),),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=None, help="training precision of both stages: "
                    "auto (bf16 on CUDA GPUs that support it, else fp32) | fp32 | bf16 | fp16")
     for name, kind in OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+        p.add_argument(_flag(name), type=kind, default=None,
                        help="override the preset's " + name)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
@@ -76,21 +87,16 @@ def resumed_config(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineCon
     training stages (--gan-iters, --gan-minutes, --unet-minutes), as train_gan --resume allows. Everything
     that shapes the result stays as saved -- the equivariance ramp-up too, which a fresh run derives from
     --gan-iters. A stage that has already ended (its marker is written) is not reopened."""
-    gan, unet = {}, {}
-    if args.threads is not None:
-        gan["threads"] = unet["threads"] = args.threads
-    if args.gan_iters is not None:
-        gan["iters"] = args.gan_iters
-    if args.gan_minutes is not None:
-        gan["max_minutes"] = args.gan_minutes
-    if args.unet_minutes is not None:
-        unet["max_minutes"] = args.unet_minutes
-    others = [f"--{k.replace('_', '-')}" for k in OVERRIDES
-              if getattr(args, k) is not None and k not in RESUME_OVERRIDES]
+    others = [_flag(k) for k in OVERRIDES if getattr(args, k) is not None and k not in RESUME_OVERRIDES]
     if others:
         raise ConfigError(f"--resume keeps the saved configuration; it may change only "
-                          f"{', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDES)}, not {', '.join(others)}")
-    return replace(cfg, gan=replace(cfg.gan, **gan), unet=replace(cfg.unet, **unet))
+                          f"{', '.join(map(_flag, RESUME_OVERRIDES))}, not {', '.join(others)}")
+    changes: dict[str, dict[str, Any]] = {"gan": {}, "unet": {}}
+    for name, targets in RESUME_OVERRIDES.items():
+        if getattr(args, name) is not None:
+            for stage, field in targets:
+                changes[stage][field] = getattr(args, name)
+    return replace(cfg, gan=replace(cfg.gan, **changes["gan"]), unet=replace(cfg.unet, **changes["unet"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in OVERRIDES:
         value = getattr(args, name)
         if isinstance(value, (int, float)) and value < 0:
-            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+            parser.error(f"{_flag(name)} must be >= 0")
     try:
         if args.resume:
             if not args.out:
