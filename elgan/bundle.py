@@ -14,6 +14,7 @@ GAN-trainer checkpoints (which add ``super_recovery`` and a ``train`` config) lo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -139,3 +140,35 @@ def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi:
     if discriminator is not None:
         networks["discriminator"], configs["discriminator"] = discriminator, discriminator.cfg
     save_bundle(path, networks, configs, meta, half=half)
+
+
+def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, out: str | os.PathLike,
+                    score: Callable[[UNet], dict[str, Any]] | None = None, half: bool = False,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """One bundle from a GAN file and a U-Net trained on its pairs afterwards (a longer or retrained U-Net).
+
+    The GAN file's ``metrics`` and ``unet`` metadata describe whichever U-Net it held before, so they are
+    replaced: ``metrics`` by what `score` measures on the U-Net *as stored* (rounded to fp16 first when
+    `half`), or dropped; ``unet`` by the U-Net checkpoint's own metadata and training config. The app
+    shows ``metrics`` as the bundle's scores, and stale ones would credit the new U-Net with the old
+    one's numbers. Gives the metrics written.
+    """
+    gan = load_model_bundle(gan_path)
+    unet_file = load_bundle(unet_path, require=["unet"])
+    unet = _unet(unet_file, "cpu")
+    if half:  # score exactly the weights the file will hold
+        with torch.no_grad():
+            for t in unet.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    metrics = score(unet) if score is not None else None
+    meta = {k: v for k, v in gan.metadata.items() if k not in ("metrics", "unet", "unet_size")}
+    meta["unet"] = {k: v for k, v in unet_file.metadata.items() if k != "unet_size"}
+    meta["unet"]["source"] = os.fspath(unet_path)
+    if "unet_train" in unet_file.configs:
+        meta["unet"]["train"] = unet_file.configs["unet_train"]
+    if metrics is not None:
+        meta["metrics"] = metrics
+    meta.update(extra or {})
+    save_model_bundle(out, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator, meta, half=half)
+    return metrics

@@ -34,6 +34,7 @@ from .nets.unet import UNet
 
 EVAL_SIZE = 128  # the literature's evaluation resolution
 THRESHOLD = 0.5  # prediction and truth are binarised at 0.5
+PROTOCOL = "resize shorter side + centre crop"  # how images and masks reach EVAL_SIZE, recorded with scores
 
 
 class Evaluation(NamedTuple):

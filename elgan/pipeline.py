@@ -227,13 +227,13 @@ def _stage_unet(cfg: PipelineConfig, root: Path, gan_best: str, progress: bool) 
 def _stage_eval(cfg: PipelineConfig, unet_best: str, progress: bool) -> dict[str, Any]:
     from .bundle import load_unet
     from .data import DataError
-    from .evaluate import evaluate_unet_detailed
+    from .evaluate import PROTOCOL, evaluate_unet_detailed
     from .unet_trainer import resolve_device
 
     t = time.perf_counter()
     unet = load_unet(unet_best, resolve_device(cfg.unet.device))
     record: dict[str, Any] = {"data": cfg.eval_spec, "split": cfg.eval_split, "size": cfg.eval_size,
-                              "unet_size": unet.input_size, "protocol": "resize shorter side + centre crop"}
+                              "unet_size": unet.input_size, "protocol": PROTOCOL}
     try:
         ev = evaluate_unet_detailed(unet, cfg.eval_spec, cfg.eval_split, cfg.eval_size, cfg.eval_convention,
                                     limit=cfg.eval_limit or None, progress=progress)

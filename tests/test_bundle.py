@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from elgan.bundle import load_model_bundle, load_unet, save_model_bundle
+from elgan.bundle import assemble_bundle, load_model_bundle, load_unet, save_model_bundle
 from elgan.checkpoint import CheckpointError, load_bundle, save_bundle
 from elgan.config import DiscriminatorConfig, GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
 from elgan.nets.discriminator import Discriminator
@@ -101,3 +101,60 @@ def test_refuses_missing_or_invalid_configs(tmp_path: Path) -> None:
         load_model_bundle(path)
     with pytest.raises(CheckpointError, match="no such file"):
         load_model_bundle(tmp_path / "absent.safetensors")
+
+
+def test_assemble_puts_a_later_unet_beside_the_gan_and_drops_stale_scores(tmp_path: Path) -> None:
+    g, phi, old_unet, d = _nets()
+    gan_path = tmp_path / "gan.safetensors"
+    save_model_bundle(gan_path, g, phi, PERTURB, old_unet, d, {"preset": "tiny", "metrics": {"iou": 0.99},
+                                                               "unet": {"steps": 3}})
+    torch.manual_seed(1)
+    new_unet = UNet(UNetConfig(base=4, depth=3), input_size=32)
+    with torch.no_grad():
+        next(new_unet.parameters()).add_(1e-4)  # a value fp16 cannot hold exactly
+    unet_path = tmp_path / "unet.safetensors"
+    save_bundle(unet_path, {"unet": new_unet}, {"unet": new_unet.cfg}, {"step": 7, "val_iou": 0.5, "unet_size": 32})
+
+    seen: dict[str, torch.Tensor] = {}
+
+    def score(unet: UNet) -> dict[str, float]:
+        seen.update({k: v.clone() for k, v in unet.state_dict().items()})
+        return {"iou": 0.25}
+
+    out = tmp_path / "out.safetensors"
+    assert assemble_bundle(gan_path, unet_path, out, score, half=True) == {"iou": 0.25}
+    b = load_model_bundle(out)
+    src = load_model_bundle(gan_path).generator.state_dict()
+    assert all(torch.equal(v, src[k].half().float() if v.is_floating_point() else src[k])
+               for k, v in b.generator.state_dict().items())  # the GAN's weights, stored as fp16
+    assert b.phi is not None and b.discriminator is not None
+    stored = b.unet.state_dict()
+    assert all(torch.equal(stored[k], seen[k]) for k in seen)  # the score saw the fp16-rounded weights
+    assert not _same(b.unet, old_unet)
+    assert b.metadata["metrics"] == {"iou": 0.25} and b.metadata["preset"] == "tiny"
+    assert b.metadata["unet"]["step"] == 7 and b.metadata["unet"]["source"] == str(unet_path)
+    assert b.unet_size == 32
+
+    assemble_bundle(gan_path, unet_path, out)  # no score: the GAN file's old numbers must not survive
+    assert "metrics" not in load_model_bundle(out).metadata
+
+
+def test_bundle_cli_scores_the_stored_unet_and_refuses_a_file_without_one(tmp_path: Path, capsys) -> None:
+    from training.bundle import main
+
+    g, phi, unet, d = _nets()
+    gan_path, unet_path = tmp_path / "gan.safetensors", tmp_path / "unet.safetensors"
+    save_model_bundle(gan_path, g, phi, PERTURB, None, d, {"metrics": {"iou": 0.99}})
+    save_bundle(unet_path, {"unet": unet}, {"unet": unet.cfg}, {"unet_size": 32})
+    out = tmp_path / "model.safetensors"
+    assert main(["--gan", str(gan_path), "--unet", str(unet_path), "--out", str(out), "--half", "--limit", "8",
+                 "--size", "32"]) == 0
+    metrics = load_model_bundle(out).metadata["metrics"]
+    assert metrics["n"] == 8 and metrics["split"] == "test" and 0 <= metrics["iou"] <= 1
+    assert metrics["iou"] != 0.99
+
+    bad = tmp_path / "bad.safetensors"
+    assert main(["--gan", str(gan_path), "--unet", str(gan_path), "--out", str(bad), "--no-eval"]) == 2
+    assert "unet" in capsys.readouterr().err and not bad.exists()
+    with pytest.raises(SystemExit):
+        main(["--gan", str(gan_path), "--unet", str(unet_path), "--out", str(tmp_path / "x.pt")])

@@ -383,12 +383,9 @@ def result_model(run: Path) -> Path:
     else:
         path = run / "bundle.safetensors"
         if s.program == "unet" and not path.is_file() and (run / "best.safetensors").is_file():
-            from ..bundle import load_model_bundle, load_unet, save_model_bundle
+            from ..bundle import assemble_bundle
 
-            gan = load_model_bundle(s.gan_bundle)
-            unet = load_unet(run / "best.safetensors")
-            save_model_bundle(path, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator,
-                              {**gan.metadata, "unet_run": run.name})
+            assemble_bundle(s.gan_bundle, run / "best.safetensors", path, extra={"unet_run": run.name})
     if not path.is_file():
         raise JobError(f"{run.name} has no result yet ({path.name} is missing): let it finish, or resume it")
     return path
