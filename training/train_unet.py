@@ -5,6 +5,7 @@ a dataset's true masks).
   python -m training.train_unet --source folder:runs/pairs --out runs/unet-disk        # written pairs
   python -m training.train_unet --source real:cub:PATH --out runs/unet-supervised      # upper bound
   python -m training.train_unet --out runs/unet --resume
+  python -m training.train_unet --out runs/unet --resume --steps 20000                # extend a run
   torchrun --nproc_per_node=4 -m training.train_unet --gan runs/gan/best.safetensors --out runs/unet-4gpu
 
 Defaults are the paper's: Adam lr 1e-3, batch 95, 12,000 steps, lr x 0.2 from step 8,000; the kept
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="", help="stream (default with --gan) | folder:PATH | real:SPEC")
     p.add_argument("--size", type=int, default=None,
                    help="U-Net resolution (default: the generator's, or 64)")
-    p.add_argument("--steps", type=int, default=12000)
+    p.add_argument("--steps", type=int, default=None, help="default 12,000 (the paper's); with --resume: extend a run "
+                   "(its lr drop stays where it was)")
     p.add_argument("--batch", type=int, default=95)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-drop-step", type=int, default=None, help="default: 2/3 of --steps (paper: 8000)")
@@ -67,9 +69,10 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     if source != "stream" and args.gan:
         parser.error("--gan only feeds the stream source; drop it or drop --source")
     size = args.size or (_generator_size(args.gan) if args.gan else 64)
-    drop = args.lr_drop_step if args.lr_drop_step is not None else args.steps * 2 // 3
+    steps = 12000 if args.steps is None else args.steps
+    drop = args.lr_drop_step if args.lr_drop_step is not None else steps * 2 // 3
     return UNetTrainConfig(source=source, gan=args.gan, size=size,
-                           unet=UNetConfig(base=args.base, depth=args.depth), steps=args.steps,
+                           unet=UNetConfig(base=args.base, depth=args.depth), steps=steps,
                            batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed,
                            val_fraction=args.val_fraction, val_size=args.val_size, val_every=args.val_every,
                            log_every=args.log_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = replace(cfg, max_minutes=args.max_minutes)
             if args.precision is not None:
                 cfg = replace(cfg, precision=args.precision)
+            if args.steps is not None:  # a longer (or shorter) run; the saved lr schedule is kept
+                cfg = replace(cfg, steps=args.steps)
         else:
             cfg = config_from_args(args, parser)
     except (ConfigError, CheckpointError) as exc:
