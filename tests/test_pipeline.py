@@ -142,3 +142,11 @@ def test_resume_may_extend_the_budget_but_nothing_else(tmp_path: Path, capsys: p
     with pytest.raises(SystemExit):  # a flag that would change the result is refused, not silently ignored
         main(["--resume", "--out", str(out), "--gan-width", "24", "--dry-run"])
     assert "--gan-width" in capsys.readouterr().err
+    (out / "gan").mkdir()
+    (out / "gan" / "DONE").write_text("{}")  # the GAN stage has ended: its budget flags would do nothing
+    with pytest.raises(SystemExit):
+        main(["--resume", "--out", str(out), "--gan-iters", "2000", "--dry-run"])
+    assert "--gan-iters would change nothing" in capsys.readouterr().err
+    assert main(["--resume", "--out", str(out), "--unet-steps", "900", "--threads", "1", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["unet"]["steps"] == 900 and cfg["unet"]["lr_drop_step"] == saved.unet.lr_drop_step

@@ -23,7 +23,7 @@ from typing import Any
 
 from elgan import distributed
 from elgan.config import PRECISIONS, ConfigError, replace
-from elgan.pipeline import PRESETS, PipelineConfig, pipeline_config
+from elgan.pipeline import DONE, PRESETS, PipelineConfig, pipeline_config
 from training._cli import print_config, run_stage, saved_config
 
 # flag -> PresetSpec / PipelineConfig field (None values are "not given" and keep the preset's)
@@ -41,6 +41,7 @@ RESUME_OVERRIDES = {
     "threads": (("gan", "threads"), ("unet", "threads")),
     "gan_iters": (("gan", "iters"),),
     "gan_minutes": (("gan", "max_minutes"),),
+    "unet_steps": (("unet", "steps"),),
     "unet_minutes": (("unet", "max_minutes"),),
 }
 
@@ -84,13 +85,21 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 def resumed_config(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     """What a resumed pipeline may change: placement (--threads) and the length and wall-time budget of its
-    training stages (--gan-iters, --gan-minutes, --unet-minutes), as train_gan --resume allows. Everything
-    that shapes the result stays as saved -- the equivariance ramp-up too, which a fresh run derives from
-    --gan-iters. A stage that has already ended (its marker is written) is not reopened."""
+    training stages (--gan-iters, --gan-minutes, --unet-steps, --unet-minutes), as train_gan / train_unet
+    --resume allow. Everything that shapes the result stays as saved -- the equivariance ramp-up and the
+    U-Net's lr drop too, which a fresh run derives from the lengths. A stage that has already ended (its
+    marker is written) is not reopened, so a flag that could only change such stages is refused."""
     others = [_flag(k) for k in OVERRIDES if getattr(args, k) is not None and k not in RESUME_OVERRIDES]
     if others:
         raise ConfigError(f"--resume keeps the saved configuration; it may change only "
                           f"{', '.join(map(_flag, RESUME_OVERRIDES))}, not {', '.join(others)}")
+    ended = distributed.on_main(lambda: [st for st in ("gan", "unet") if (cfg.run_dir / st / DONE).exists()])
+    idle = [_flag(k) for k, targets in RESUME_OVERRIDES.items()
+            if getattr(args, k) is not None and all(st in ended for st, _ in targets)]
+    if idle:  # accepted and then silently ignored would be worse than refused
+        raise ConfigError(f"{', '.join(idle)} would change nothing: the stage(s) {', '.join(ended)} of "
+                          f"{cfg.run_dir} have ended ({DONE} written) and are not reopened; to extend one, "
+                          "run train_gan / train_unet --resume on its folder")
     changes: dict[str, dict[str, Any]] = {"gan": {}, "unet": {}}
     for name, targets in RESUME_OVERRIDES.items():
         if getattr(args, name) is not None:
