@@ -163,6 +163,8 @@ def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, o
                     t.copy_(t.half().float())
     metrics = score(unet) if score is not None else None
     meta = {k: v for k, v in gan.metadata.items() if k not in ("metrics", "unet", "unet_size")}
+    if isinstance(meta.get("wall_s"), dict):  # a pipeline's: keep the GAN's time, not the old U-Net's
+        meta["wall_s"] = {k: v for k, v in meta["wall_s"].items() if k not in ("unet", "eval", "bundle")}
     meta["unet"] = {k: v for k, v in unet_file.metadata.items() if k != "unet_size"}
     meta["unet"]["source"] = os.fspath(unet_path)
     if "unet_train" in unet_file.configs:

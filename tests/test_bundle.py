@@ -107,7 +107,7 @@ def test_assemble_puts_a_later_unet_beside_the_gan_and_drops_stale_scores(tmp_pa
     g, phi, old_unet, d = _nets()
     gan_path = tmp_path / "gan.safetensors"
     save_model_bundle(gan_path, g, phi, PERTURB, old_unet, d, {"preset": "tiny", "metrics": {"iou": 0.99},
-                                                               "unet": {"steps": 3}})
+                                                               "unet": {"steps": 3}, "wall_s": {"gan": 5, "unet": 2}})
     torch.manual_seed(1)
     new_unet = UNet(UNetConfig(base=4, depth=3), input_size=32)
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_assemble_puts_a_later_unet_beside_the_gan_and_drops_stale_scores(tmp_pa
     assert not _same(b.unet, old_unet)
     assert b.metadata["metrics"] == {"iou": 0.25} and b.metadata["preset"] == "tiny"
     assert b.metadata["unet"]["step"] == 7 and b.metadata["unet"]["source"] == str(unet_path)
-    assert b.unet_size == 32
+    assert b.unet_size == 32 and b.metadata["wall_s"] == {"gan": 5}
 
     assemble_bundle(gan_path, unet_path, out)  # no score: the GAN file's old numbers must not survive
     assert "metrics" not in load_model_bundle(out).metadata
