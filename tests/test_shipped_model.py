@@ -1,0 +1,45 @@
+"""The committed default bundle works: it loads, its generator's masks are clean, its U-Net segments.
+
+A wrong, truncated or mismatched file in checkpoints/ is what a fresh clone would open in the app, so
+the suite measures it (on 200 of the embedded test images, which the project generates itself) rather
+than only checking that it loads. The full-split numbers are in checkpoints/README.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from elgan.bundle import load_model_bundle
+from elgan.evaluate import evaluate_unet_detailed
+
+DEFAULT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.safetensors"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    if not DEFAULT.is_file():
+        pytest.skip("no checkpoints/default.safetensors in this checkout")
+    return load_model_bundle(DEFAULT)
+
+
+def test_default_generator_draws_clean_masks_of_object_size(bundle) -> None:
+    g = bundle.generator
+    with torch.inference_mode():
+        masks = g(*g.sample_codes(64, torch.Generator().manual_seed(0))).mask  # [64, 1, S, S]
+    area = masks.mean().item()
+    binary = ((masks < 0.1) | (masks > 0.9)).float().mean().item()
+    assert 0.15 < area < 0.5, area  # the data's objects cover 0.25 of the image on average
+    assert binary > 0.9, binary
+
+
+def test_default_unet_segments_the_embedded_test_split(bundle) -> None:
+    assert bundle.unet is not None
+    stored = bundle.metadata["metrics"]
+    assert stored["split"] == "test" and stored["n"] == 1000
+    scores = evaluate_unet_detailed(bundle.unet, "synthetic", "test", limit=200).scores
+    assert scores.n == 200
+    assert scores.iou > 0.8 and scores.acc > 0.93, scores  # the full split: see checkpoints/README.md
+    assert abs(scores.iou - stored["iou"]) < 0.05  # the numbers the app shows describe this U-Net
