@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
+    from elgan.gan_loss import mask_statistics
     from elgan.visualize import grid, layer_rows, save_png
 
     try:
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.stats_n:
             masks = torch.cat([g(*g.sample_codes(min(100, args.stats_n - i), torch.Generator().manual_seed(10_000 + i))
                                  ).mask for i in range(0, args.stats_n, 100)])
-            binary = ((masks < 0.1) | (masks > 0.9)).float().mean().item()
-            print(f"mask statistics over {len(masks)} samples: mean area {masks.mean().item():.3f}, "
-                  f"near-binary pixels {binary:.3f}")
+            stats = mask_statistics(masks)
+            print(f"mask statistics over {len(masks)} samples: mean area {stats['mask_area']:.3f}, "
+                  f"near-binary pixels {stats['mask_binary_frac']:.3f}")
     return 0
 
 
