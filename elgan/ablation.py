@@ -10,10 +10,11 @@ Variants (each adds one ingredient to the previous, as in the paper):
   no-recovery  translation only, neither recovery nor mask-size loss: the paper's all-background collapse
   no-perturb   recovery without any perturbation: the paper's all-foreground collapse
 
-The perceptual net (RotNet) is trained once, in the first variant's run, and copied into the others, so
-that FD-RotNet is measured in one feature space across the rows of one invocation. (Each variant would
-otherwise train its own: the same data and seed, but its initial weights are drawn after that variant's
-networks, whose sizes differ, so the RotNets would differ.)
+Checkpoints are selected by FD-Lite0 by default, in pretrained features that are the same for every
+row. Where a run trains a RotNet (config E's perceptual net, or ``fd_net rotnet``) it is trained once,
+in the first run that needs one, and copied into the others, so that the rows share one perceptual
+net. (Each variant would otherwise train its own: the same data and seed, but its initial weights are
+drawn after that variant's networks, whose sizes differ, so the RotNets would differ.)
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def variant_config(name: str, out: Path, data: str = "synthetic", **overrides: A
 class VariantResult(NamedTuple):
     name: str
     steps: int  # GAN iterations trained
-    fd: float | None  # best (lowest) FD-RotNet of the run: the model the U-Net learned from
+    fd: float | None  # best (lowest) FD of the run (FD-Lite0 by default): the model the U-Net learned from
     iou: float | None  # U-Net on the evaluation split (dataset-level)
     acc: float | None
     miou: float | None
@@ -86,7 +87,8 @@ def run_ablation(out: str | Path, variants: tuple[str, ...] = VARIANTS, data: st
             shutil.copyfile(shared_rotnet, rotnet)
         log(f"== variant {name} ({'resume' if resume else 'start'}) -> {run}")
         res = run_pipeline(cfg, run, resume=resume, progress=progress, log=log)
-        shared_rotnet = shared_rotnet or rotnet
+        if rotnet.exists():
+            shared_rotnet = shared_rotnet or rotnet
         results.append(read_result(name, run, res.wall_s))
     return results
 
@@ -114,7 +116,7 @@ def markdown_table(results: list[VariantResult]) -> str:
     def f(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "-" if x is None else f"{x * scale:.{digits}f}"
 
-    rows = ["| config | GAN its | FD-RotNet (best) | U-Net IoU | ACC | mIoU | final mask area | wall (s) |",
+    rows = ["| config | GAN its | FD (best) | U-Net IoU | ACC | mIoU | final mask area | wall (s) |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(f"| {r.name} | {r.steps} | {f(r.fd, 1, 3)} | {f(r.iou, 100)} | {f(r.acc, 100)} | "

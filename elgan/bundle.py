@@ -31,7 +31,7 @@ from .config import (
     UNetConfig,
     from_dict,
 )
-from .nets.discriminator import Discriminator
+from .nets.discriminator import Discriminator, build_discriminator
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
 from .nets.unet import UNet
@@ -113,7 +113,7 @@ def load_model_bundle(path: str | os.PathLike, device: str | torch.device = "cpu
         raise CheckpointError(f"{path}: phi takes {phi.cfg.eps_dim}-d eps but the perturbation config has "
                               f"{perturb.eps_dim} degrees of freedom")
     unet = _unet(bundle, device) if bundle.has("unet") else None
-    disc = _build(bundle, "discriminator", Discriminator,
+    disc = _build(bundle, "discriminator", build_discriminator,
                   _config(bundle, "discriminator", DiscriminatorConfig), device) \
         if bundle.has("discriminator") else None
     return ModelBundle(generator=generator, phi=phi, perturb=perturb, unet=unet, discriminator=disc,

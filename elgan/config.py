@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 SIZES = (32, 64, 128)
 ABLATIONS = ("A", "B", "C", "D", "E")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see elgan/precision.py
+DISCRIMINATORS = ("paper", "projected")  # the paper's D | Projected GAN's D on pretrained features
+PERCEPTUAL_NETS = ("rotnet", "effnet")  # eq. (8)'s net: self-supervised RotNet | ImageNet EfficientNet-Lite0
+FD_NETS = ("rotnet", "lite0")  # model-selection FD: in the run's RotNet | in pretrained Lite0 features
 
 T = TypeVar("T")
 
@@ -57,10 +60,17 @@ class DiscriminatorConfig:
     n_categories: int = 200  # logits of the c-recovery head E_x that shares D's trunk
     n_super: int = 20  # logits of the separate c_sup-recovery network E_pi on the mask
     recovery_gain: float = 10.0  # fixed scale of the recovery logits (spectral norm keeps them ~0.01 at init)
+    kind: str = "paper"  # paper: the paper's conv D | projected: D on frozen ImageNet EfficientNet-Lite0 features
+    proj_channels: int = 64  # projected D: channels of the fixed random cross-channel / cross-scale mixing
+    proj_input_size: int = 0  # projected D: resize images to this before the pretrained net (0 = size)
 
     def __post_init__(self) -> None:
         _check(self.size in SIZES, f"size must be one of {SIZES}, got {self.size}")
         _check(1 <= self.width <= 256, f"width must be in [1, 256], got {self.width}")
+        _check(self.kind in DISCRIMINATORS, f"discriminator kind must be one of {DISCRIMINATORS}, got {self.kind!r}")
+        _check(1 <= self.proj_channels <= 512, "proj_channels must be in [1, 512]")
+        _check(self.proj_input_size in (0, 32, 64, 128, 224, 256),
+               "proj_input_size must be 0 (the image size) or one of 32, 64, 128, 224, 256")
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,13 @@ class LossConfig:
     gamma_reg: float = 1.0  # weight of Phi's moment regulariser
     gamma_size: float = 2.0  # weight of the mask-size loss (PerturbGAN uses 2)
     mask_size_eta: float = 0.25  # minimal tolerated mean mask (PerturbGAN's published command: 0.25)
-    equi_rampup_iters: int = 2000  # t_1 of gamma_e(t) = min(1, t / t_1) * gamma_equi, in iterations
+    equi_rampup_iters: int = -1  # t_1 of gamma_e(t) = min(1, t / t_1) * gamma_equi, iterations; -1: rampup_iters
+    equi_detach_target: bool = True  # stop gradients through T^X G(z, c) in eq. (8): G cannot move the target
+
+
+def rampup_iters(iters: int) -> int:
+    """The one default of t_1: the paper ramps the equivariance weight up over 400 of its 810 epochs."""
+    return max(1, iters * 400 // 810)
 
 
 def ablation(name: str) -> tuple[PerturbConfig, LossConfig]:
@@ -144,6 +160,8 @@ class GanTrainConfig:
     rrc: bool = True  # RandomResizedCrop of real images (appendix A)
     rrc_scale: float = 0.8  # smallest area fraction RandomResizedCrop keeps
     diffaugment: str = "color"  # DiffAugment policy on real and fake for D: "", color, translation, cutout
+    perceptual: str = "rotnet"  # eq. (8)'s perceptual net: rotnet (on the run's images) | effnet (ImageNet Lite0)
+    fd_net: str = "lite0"  # selection FD: lite0 (FD-Lite0, compares across runs) | rotnet (FD-RotNet, one run)
     rotnet_iters: int = 600  # steps of the self-supervised RotNet that provides perceptual features
     rotnet: str = ""  # path of a perceptual net to use instead (RotNet safetensors or VGG16 weights)
     log_every: int = 25  # iterations between JSON log lines
@@ -181,6 +199,12 @@ class GanTrainConfig:
                    f"diffaugment policies are color, translation, cutout; got {policy!r}")
         _check(self.generator.size == self.size and self.discriminator.size == self.size,
                "generator.size and discriminator.size must equal size")
+        _check(self.perceptual in PERCEPTUAL_NETS,
+               f"perceptual must be one of {PERCEPTUAL_NETS}, got {self.perceptual!r}")
+        _check(self.fd_net in FD_NETS, f"fd_net must be one of {FD_NETS}, got {self.fd_net!r}")
+        if self.loss.equi_rampup_iters < 0:  # resolved once, here, and saved: a resumed run keeps its t_1
+            resolved = dataclasses.replace(self.loss, equi_rampup_iters=rampup_iters(self.iters))
+            object.__setattr__(self, "loss", resolved)
 
 
 @dataclass(frozen=True)
@@ -236,14 +260,15 @@ def register(cls: type[T]) -> type[T]:
 
 
 def gan_config(size: int = 64, ablation_name: str = "E", width: int = 16, d_width: int | None = None,
-               categories: int = 200, group_size: int = 10, **overrides: Any) -> GanTrainConfig:
-    """A consistent GanTrainConfig: sub-configs follow size, ablation, width and the size of c (the
-    paper's 200 fine categories in groups of 10; a single-class collection may want fewer)."""
+               categories: int = 200, group_size: int = 10, disc: str = "paper", **overrides: Any) -> GanTrainConfig:
+    """A consistent GanTrainConfig: sub-configs follow size, ablation, width, the kind of D and the size
+    of c (the paper's 200 fine categories in groups of 10; a single-class collection may want fewer)."""
     perturb, loss = ablation(ablation_name)
     loss_over = overrides.pop("loss_overrides", {})
     gen = GeneratorConfig(size=size, width=width, n_categories=categories, group_size=group_size)
+    # the projected D's E_x reads pretrained features that are not spectrally bounded: no temperature
     disc = DiscriminatorConfig(size=size, width=d_width or width, n_categories=gen.n_categories,
-                               n_super=gen.n_super)
+                               n_super=gen.n_super, kind=disc, recovery_gain=1.0 if disc == "projected" else 10.0)
     phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim)
     return GanTrainConfig(size=size, ablation=ablation_name, generator=gen, discriminator=disc, phi=phi,
                           perturb=perturb, loss=replace(loss, **loss_over), **overrides)

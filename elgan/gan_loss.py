@@ -29,7 +29,8 @@ from torch import nn
 from . import losses
 from .config import GanTrainConfig
 from .distributed import unwrap
-from .nets.discriminator import Discriminator, SuperCategoryRecovery
+from .instruments import top1
+from .nets.discriminator import Discriminator, SuperCategoryRecovery  # or the projected D: same outputs
 from .nets.generator import LayeredGenerator, Layers, compose
 from .nets.phi import LatentTransform
 from .perturb import eps_to_params, sample_eps, transform_layers
@@ -114,7 +115,10 @@ class ElganLoss:
             total = total + self.cfg.loss.gamma_r * loss_c
             terms["d_recover_c"] = loss_c
         terms["d_total"] = total
-        return total, {k: v.item() for k, v in terms.items()}
+        logs = {k: v.item() for k, v in terms.items()}
+        if self.cfg.loss.recovery:  # layer health: does E_x name c from the (perturbed) composite?
+            logs["health_ex_top1"] = top1(out.category_logits[n:], fake.c)
+        return total, logs
 
     def g_phase(self, fake: FakeBatch, step: int, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_{G, E, Phi} L_adv^(G) + g_r L_r + g_b L_b + g_e(t) L_equi + g_reg L_reg (+ g_size L_size)."""
@@ -132,6 +136,7 @@ class ElganLoss:
             with self.autocast():
                 csup_logits = self.E_pi(fake.layers.mask)
             terms["g_recover_csup"] = losses.recovery_loss(csup_logits.float(), fake.c_sup)
+            health = {"health_epi_top1": top1(csup_logits, fake.c_sup)}  # does the mask carry c_sup?
             total = total + lc.gamma_r * (terms["g_recover_c"] + terms["g_recover_csup"])
         if lc.mask_size:
             terms["g_mask_size"] = losses.mask_size_loss(fake.layers.mask, lc.mask_size_eta)
@@ -142,12 +147,18 @@ class ElganLoss:
             # untouched background, not a warp of the flat composite -- the paper perturbs layers
             # everywhere else, and a warped composite would also move the background, which
             # G(z + Phi(eps), c) can only match by moving the background, the opposite of what we want.
+            # The target T^X G(z, c) is detached by default (equi_detach_target): with gradients through
+            # both sides, G can lower eq. (8) by shrinking the mask it transforms -- an empty mask makes
+            # the target equal G's own background, the trivial zero of the loss.
             weight = losses.equivariance_weight(step, lc.gamma_equi, lc.equi_rampup_iters)
-            terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, fake.perturbed)
+            target = fake.perturbed.detach() if lc.equi_detach_target else fake.perturbed
+            terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, target)
             terms["g_moment_reg"] = losses.moment_regularizer(self.gather(fake.z_walked))
             terms["gamma_equi"] = torch.tensor(weight)
             total = total + weight * terms["g_equivariance"] + lc.gamma_reg * terms["g_moment_reg"]
         terms["g_total"] = total
         logs = {k: v.item() for k, v in terms.items()}
         logs.update(mask_statistics(fake.layers.mask))
+        if lc.recovery:
+            logs.update(health)
         return total, logs

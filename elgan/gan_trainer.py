@@ -34,12 +34,12 @@ from .data import load_dataset, parse_spec
 from .data.augment import diff_augment, random_hflip, random_resized_crop
 from .fid import embed_batches, fd_between
 from .gan_loss import ElganLoss
-from .nets.discriminator import Discriminator, SuperCategoryRecovery
+from .instruments import background_minus_composite, build_instruments, fd_name, health_warning
+from .nets.discriminator import SuperCategoryRecovery, build_discriminator
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
-from .nets.rotnet import RotNet, fold_batchnorm, freeze
+from .nets.rotnet import RotNet
 from .precision import Precision
-from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
 from .runlog import append_record, progress_bar, truncate_after
 from .visualize import grid, layer_rows, save_png
 
@@ -80,7 +80,7 @@ class GanTrainer:
         self.rng = torch.Generator().manual_seed(ddp.rank_seed(cfg.seed))  # every draw of the run comes from here
         # SyncBatchNorm (several ranks only): G's batch statistics over the global batch, as in one process
         self.G = ddp.sync_batchnorm(LayeredGenerator(cfg.generator).to(self.device))
-        self.D = Discriminator(cfg.discriminator).to(self.device)
+        self.D = build_discriminator(cfg.discriminator).to(self.device)  # the paper's or the projected D
         self.E_pi = SuperCategoryRecovery(cfg.discriminator).to(self.device)
         self.phi = LatentTransform(cfg.phi).to(self.device)
         for net in (self.G, self.D, self.E_pi):
@@ -97,17 +97,17 @@ class GanTrainer:
         self.real = load_dataset(cfg.data, "train", cfg.size, with_masks=False, seed=cfg.seed,
                                  limit=limit, progress=self.progress).images  # uint8 [N, 3, H, W], CPU
         self._stream: Iterator[torch.Tensor] | None = None
-        self.feature_net = self._feature_net()
+        # frozen instruments: eq. (8)'s perceptual net (None outside config E) and the FD embedding
+        self.feature_net, self.fd_embed = build_instruments(cfg, self.real, self.run_dir, self.device, self.progress)
         if isinstance(self.feature_net, RotNet):
-            fold_batchnorm(self.feature_net)  # frozen: BN folded into its convs (same features, less work)
-        if isinstance(self.feature_net, torch.nn.Module):
             self._to_fast_layout(self.feature_net)
         # DDP handles for the training forwards; self.G etc. stay the plain modules (eval, sampling, state).
         # find_unused_parameters only where a head really goes unused: E_x's head of D without the
         # recovery loss (ablation A); elsewhere every parameter gets a gradient in every backward.
         self.loss = ElganLoss(cfg, ddp.wrap(self.G), ddp.wrap(self.D, find_unused_parameters=not cfg.loss.recovery),
                               ddp.wrap(self.E_pi), ddp.wrap(self.phi),
-                              self.precision.float_outputs(self.feature_net.pyramid), self._diffaugment,
+                              self.precision.float_outputs(self.feature_net.pyramid) if self.feature_net else None,
+                              self._diffaugment,
                               autocast=self.precision.autocast, gather=ddp.gather_batch)
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.sample_codes = self.G.sample_codes(8, fixed, self.device)
@@ -124,38 +124,6 @@ class GanTrainer:
         equivalence of N ranks with one process is tested to 1e-5 in NCHW."""
         if self.device.type == "cpu" and ddp.world_size() == 1:
             net.to(memory_format=torch.channels_last)
-
-    def _feature_net(self) -> Any:
-        """The perceptual net: the user's file (read by every rank), or a RotNet that rank 0 trains
-        (or reloads from the run folder) and hands to the other ranks by broadcast."""
-        if self.cfg.rotnet:
-            return load_feature_net(self.cfg.rotnet, self.device)
-        built: dict[str, Any] = {}
-
-        def on_main() -> Any:
-            built["net"] = self._rotnet(self.run_dir / "rotnet.safetensors")
-            return built["net"].cfg
-
-        net_cfg = ddp.on_main(on_main)
-        return ddp.broadcast_module(built["net"] if "net" in built else freeze(RotNet(net_cfg)).to(self.device))
-
-    def _rotnet(self, path: Path) -> Any:
-        if path.exists():
-            return load_feature_net(path, self.device)
-        rng = torch.Generator().manual_seed(self.cfg.seed + 2)
-        bar = progress_bar(self.cfg.rotnet_iters, "RotNet (perceptual net)", self.progress)
-        state = {}
-
-        def on_step(step: int, loss: float, acc: float) -> None:
-            state.update(loss=loss, acc=acc)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}")
-
-        net = train_rotnet(self.real, self.cfg.rotnet_iters, rng, self.device, on_step=on_step)
-        bar.close()
-        save_rotnet(net, path, {"iters": self.cfg.rotnet_iters, "final_loss": state.get("loss"),
-                                "final_acc": state.get("acc")})
-        return net
 
     def _diffaugment(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         return diff_augment(x, self.cfg.diffaugment, rng) if self.cfg.diffaugment else x
@@ -190,10 +158,12 @@ class GanTrainer:
     # ---- one iteration ----------------------------------------------------------------------------
 
     def train_step(self, real: torch.Tensor | None = None,
-                   codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+                   codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                   health: bool = False) -> dict[str, float]:
         """One D phase then one G phase on a shared generator pass; returns this rank's logged terms
         (fit averages them over the ranks). `real` (float, [-1, 1]) and `codes` (z, c, eps) replace
-        this rank's draws: tests feed one process and the ranks of a distributed run the same batch."""
+        this rank's draws: tests feed one process and the ranks of a distributed run the same batch.
+        `health` adds D's score of the background layer alone minus the composite's (one more D pass)."""
         self.G.train()
         real = self.real_batch() if real is None else real
         fake = self.loss.generate(self.local_batch, self.rng, self.device, codes)
@@ -208,14 +178,18 @@ class GanTrainer:
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.step += 1
+        if health:
+            with self.precision.autocast():
+                d_logs["health_bg_minus_composite"] = background_minus_composite(
+                    self.D, fake.layers.background.detach(), fake.layers.image.detach())
         return {**d_logs, **g_logs}
 
     # ---- evaluation, samples, checkpoints ---------------------------------------------------------
 
     @torch.no_grad()
     def frechet_distance(self) -> float:
-        """FD-RotNet between fd_samples training images and as many samples (G in eval mode)."""
-        embed = self.feature_net.embed
+        """FD (FD-Lite0 or FD-RotNet) between fd_samples training images and as many samples (G in eval mode)."""
+        embed = self.fd_embed
         if self._real_embedding is None:
             self._real_embedding = embed_batches(embed, (x.to(self.device).float() / 127.5 - 1
                                                          for x in self._fd_reals()))
@@ -269,9 +243,7 @@ class GanTrainer:
 
     @property
     def fd_name(self) -> str:
-        if self.cfg.inception:
-            return "FID"
-        return "FD-VGG16" if self.cfg.rotnet and not self.cfg.rotnet.endswith(".safetensors") else "FD-RotNet"
+        return fd_name(self.cfg)
 
     def save(self) -> None:
         """state.safetensors first (resume needs only it), then the user-facing last bundle. Every rank
@@ -279,7 +251,7 @@ class GanTrainer:
         rng_states = ddp.gather_states(self.rng.get_state())
         if ddp.is_main():
             state = {
-                "step": self.step, "best_fd": self.best_fd, "config": to_dict(self.cfg),
+                "step": self.step, "best_fd": self.best_fd, "fd_metric": self.fd_name, "config": to_dict(self.cfg),
                 "nets": {name: getattr(self, attr).state_dict()
                          for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True)},
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
@@ -323,6 +295,8 @@ class GanTrainer:
             self.scaler_d.load_state_dict(state["scaler_d"])
             self.scaler_g.load_state_dict(state["scaler_g"])
         self.step, self.best_fd = int(state["step"]), state["best_fd"]
+        if state.get("fd_metric", "FD-RotNet") != self.fd_name:  # a run from before FD-Lite0: not comparable
+            self.best_fd = None
         if ddp.is_main():
             truncate_after(self.run_dir / "log.jsonl", self.step)
 
@@ -334,9 +308,10 @@ class GanTrainer:
         bar = progress_bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
         t_last, n_last = time.monotonic(), self.step
         while self.step < cfg.iters:
-            logs = self.train_step()
+            log_due = (self.step + 1) % cfg.log_every == 0 or self._fd_due(self.step + 1)
+            logs = self.train_step(health=log_due)  # layer health is read at the logged steps
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self._fd_due():  # an FD step is logged whatever log_every is
+            if log_due:  # an FD step is logged whatever log_every is
                 logs = ddp.mean_scalars(logs)  # every rank's share of the batch counts
                 now = time.monotonic()
                 ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)  # global images/s
@@ -361,8 +336,9 @@ class GanTrainer:
         return GanRunResult(self.run_dir / "best.safetensors", self.run_dir / "last.safetensors", self.step,
                             self.best_fd, completed)
 
-    def _fd_due(self) -> bool:
-        return self.step % self.cfg.fd_every == 0 or self.step == self.cfg.iters
+    def _fd_due(self, step: int | None = None) -> bool:
+        step = self.step if step is None else step
+        return step % self.cfg.fd_every == 0 or step == self.cfg.iters
 
     def _log(self, logs: dict[str, float], elapsed: float, ips: float) -> None:
         """Rank 0: one JSON line; at FD steps also the metrics, and best.safetensors if they improved."""
@@ -373,6 +349,9 @@ class GanTrainer:
             if self.best_fd is None or fd < self.best_fd:
                 self.best_fd = fd
                 self.bundle(self.run_dir / "best.safetensors")
+        warning = health_warning(record)
+        if warning:
+            record["health_warning"] = warning
         append_record(self.run_dir / "log.jsonl", record)
 
 

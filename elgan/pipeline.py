@@ -87,6 +87,9 @@ class PresetSpec(NamedTuple):
     gan_categories: int = 200  # size of the private code c (the paper keeps 200 even for one class)
     gan_group_size: int = 10  # fine categories per super-category c_sup
     gan_d_width: int = 0  # discriminator width (0 = gan_width)
+    disc: str = "paper"  # paper | projected (Projected GAN's D on frozen ImageNet EfficientNet-Lite0 features)
+    perceptual: str = "rotnet"  # eq. (8)'s perceptual net: rotnet | effnet (ImageNet EfficientNet-Lite0)
+    fd_net: str = "lite0"  # model-selection FD: lite0 (FD-Lite0) | rotnet (FD-RotNet)
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -172,12 +175,12 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     common = {"seed": s.seed, "device": s.device, "threads": s.threads, "precision": s.precision}
     every = max(1, min(500, s.gan_iters // 10))
     gan = gan_config(s.size, s.ablation, s.gan_width, s.gan_d_width or None, categories=s.gan_categories,
-                     group_size=s.gan_group_size, data=data, batch=s.gan_batch, iters=s.gan_iters,
+                     group_size=s.gan_group_size, disc=s.disc, perceptual=s.perceptual, fd_net=s.fd_net,
+                     data=data, batch=s.gan_batch, iters=s.gan_iters,
                      rotnet_iters=s.rotnet_iters, fd_every=min(s.fd_every, s.gan_iters),
                      fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),
                      sample_every=every, ckpt_every=every,
-                     # the paper ramps the equivariance weight up over 400 of its 810 epochs
-                     loss_overrides={"equi_rampup_iters": max(1, s.gan_iters * 400 // 810)},
+                     # t_1: config.rampup_iters (400 of the paper's 810 epochs), resolved by GanTrainConfig
                      init=s.gan_init, diffaugment=s.diffaugment, **common)
     unet = UNetTrainConfig(source="stream", size=s.size,
                            unet=UNetConfig(base=s.unet_base, depth=s.unet_depth),

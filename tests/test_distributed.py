@@ -335,11 +335,12 @@ def test_unet_in_bf16(tmp_path):
 
 
 def test_inception_fid_refuses_clearly_without_torch_fidelity(tmp_path, monkeypatch):
-    """FD-RotNet stays the offline default; asking for FID without torch-fidelity fails before training."""
+    """FD-Lite0 is the offline default; asking for FID without torch-fidelity fails before training."""
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import torch_fidelity -> ImportError
     weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     weights.write_bytes(b"")
     with pytest.raises(ConfigError, match="torch-fidelity"):
         train_gan(tiny(inception=str(weights)), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
-    assert GanTrainer.fd_name.fget(type("T", (), {"cfg": tiny()})()) == "FD-RotNet"
+    assert GanTrainer.fd_name.fget(type("T", (), {"cfg": tiny()})()) == "FD-Lite0"
+    assert GanTrainer.fd_name.fget(type("T", (), {"cfg": tiny(fd_net="rotnet")})()) == "FD-RotNet"

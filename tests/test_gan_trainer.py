@@ -26,11 +26,18 @@ def test_tiny_run_writes_run_folder(tmp_path, ablation):
     run = tmp_path / "run"
     assert result.steps == 4 and result.completed
     for name in ("config.json", "log.jsonl", "state.safetensors", "last.safetensors", "best.safetensors",
-                 "rotnet.safetensors", "samples/0000004.png"):
+                 "samples/0000004.png"):
         assert (run / name).exists(), name
+    # a RotNet is trained only for eq. (8)'s perceptual net; selection is by FD-Lite0 either way
+    assert (run / "rotnet.safetensors").exists() == (ablation == "E")
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
-    assert "FD-RotNet" in lines[-1] and "mask_area" in lines[-1]
+    assert "FD-Lite0" in lines[-1] and "mask_area" in lines[-1]
+    # layer health at every logged step: D's background-alone score; E_x / E_pi top-1 where recovery is on
+    for r in lines:
+        assert isinstance(r["health_bg_minus_composite"], float) and 0 <= r["mask_binary_frac"] <= 1
+        assert ("health_ex_top1" in r and "health_epi_top1" in r) == (ablation != "A")
+        assert ("health_warning" in r) == (r["health_bg_minus_composite"] >= 0)
     assert ("g_mask_size" in lines[0]) == (ablation == "A")
     assert ("g_equivariance" in lines[0]) == (ablation == "E")
     assert ("g_recover_c" in lines[0]) == (ablation != "A")
@@ -70,7 +77,7 @@ def test_cli_smoke_and_resume(tmp_path, capsys):
     args = ["--config", "E", "--size", "32", "--width", "4", "--batch", "4", "--iters", "2", "--rotnet-iters", "2",
             "--fd-samples", "8", "--out", str(out), "--no-progress"]
     assert cli.main(args + ["--dry-run"]) == 0
-    assert json.loads(capsys.readouterr().out)["loss"]["equi_rampup_iters"] == 1
+    assert json.loads(capsys.readouterr().out)["loss"]["equi_rampup_iters"] == 1  # rampup_iters(2): 400/810
     import elgan.gan_trainer as gt
     orig = gt.load_dataset
     gt.load_dataset = lambda *a, **k: orig(*a, **{**k, "limit": 32})
@@ -197,5 +204,33 @@ def test_fd_is_measured_at_every_fd_step_whatever_log_every_is(tmp_path):
                        progress=False)
     lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [3, 4, 6]
-    assert [("FD-RotNet" in r) for r in lines] == [True, False, True]
-    assert result.best_fd == min(r["FD-RotNet"] for r in lines if "FD-RotNet" in r)
+    assert [("FD-Lite0" in r) for r in lines] == [True, False, True]
+    assert result.best_fd == min(r["FD-Lite0"] for r in lines if "FD-Lite0" in r)
+
+
+def test_projected_d_and_effnet_perceptual_run_end_to_end(tmp_path):
+    """--disc projected --perceptual effnet: no RotNet trained, D recorded in config and bundle."""
+    out = tmp_path / "proj"
+    args = ["--config", "E", "--size", "32", "--width", "4", "--batch", "4", "--iters", "2", "--fd-samples", "8",
+            "--fd-every", "2", "--disc", "projected", "--perceptual", "effnet", "--data-limit", "16",
+            "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 0
+    assert not (out / "rotnet.safetensors").exists()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["discriminator"]["kind"] == "projected" and cfg["perceptual"] == "effnet"
+    bundle = load_bundle(out / "best.safetensors")
+    assert bundle.configs["discriminator"]["kind"] == "projected"
+    from elgan.bundle import load_model_bundle
+    from elgan.nets.projected import ProjectedDiscriminator
+
+    assert isinstance(load_model_bundle(out / "best.safetensors").discriminator, ProjectedDiscriminator)
+
+
+def test_one_default_for_the_rampup():
+    from elgan.config import GanTrainConfig, rampup_iters
+
+    assert rampup_iters(810) == 400
+    assert gan_config(32, "E", iters=8100).loss.equi_rampup_iters == 4000
+    assert GanTrainConfig().loss.equi_rampup_iters == rampup_iters(GanTrainConfig().iters)
+    given = gan_config(32, "E", iters=8100, loss_overrides={"equi_rampup_iters": 7})
+    assert given.loss.equi_rampup_iters == 7

@@ -21,6 +21,9 @@ from pathlib import Path
 from elgan import distributed
 from elgan.config import (
     ABLATIONS,
+    DISCRIMINATORS,
+    FD_NETS,
+    PERCEPTUAL_NETS,
     PRECISIONS,
     SIZES,
     ConfigError,
@@ -41,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, choices=SIZES, default=64, help="working resolution")
     p.add_argument("--width", type=int, default=16, help="generator width (FineGAN ngf; the paper's is 64)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (default: --width)")
+    p.add_argument("--disc", choices=DISCRIMINATORS, default="paper", help="paper: the paper's D | projected: "
+                   "Projected GAN's D on frozen ImageNet EfficientNet-Lite0 features (from an installed package)")
+    p.add_argument("--perceptual", choices=PERCEPTUAL_NETS, default="rotnet", help="perceptual net of the "
+                   "equivariance loss: rotnet (self-supervised on the run's images) | effnet (ImageNet Lite0)")
+    p.add_argument("--fd-net", choices=FD_NETS, default="lite0", help="model-selection FD: lite0 (FD-Lite0, "
+                   "comparable across runs) | rotnet (FD-RotNet, within one run)")
+    p.add_argument("--no-detach-target", action="store_true", help="let gradients flow through the "
+                   "equivariance target T^X G(z, c) too (default: detached)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--categories", type=int, default=200, help="size of the private code c (the paper's 200)")
     p.add_argument("--group-size", type=int, default=10, help="fine categories per super-category "
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--equi-rampup", type=int, default=None, help="t_1 of the equivariance ramp-up, iterations "
-                   "(default: half of --iters, as the paper's 400 of 810 epochs)")
+                   "(default: 400/810 of --iters, as the paper's 400 of 810 epochs)")
     p.add_argument("--diffaugment", default="color", help="DiffAugment policy on D's inputs ('' to disable)")
     p.add_argument("--no-rrc", action="store_true", help="disable RandomResizedCrop of real images")
     p.add_argument("--no-hflip", action="store_true", help="disable the random horizontal flip of real images")
@@ -83,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     iters = args.iters if args.iters is not None else 20000
-    rampup = args.equi_rampup if args.equi_rampup is not None else max(1, iters // 2)
+    loss = {"equi_detach_target": not args.no_detach_target}
+    if args.equi_rampup is not None:  # else config.rampup_iters(iters), the one default
+        loss["equi_rampup_iters"] = args.equi_rampup
     return gan_config(
-        args.size, args.config, args.width, args.d_width, args.categories, args.group_size,
+        args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
+        perceptual=args.perceptual, fd_net=args.fd_net,
         data=args.data, batch=args.batch, iters=iters,
         lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
         rotnet=args.rotnet,
@@ -95,7 +109,7 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
         precision=args.precision or "auto", inception=args.inception, stream=args.stream,
         data_workers=4 if args.data_workers is None else args.data_workers,
         data_limit=args.data_limit, init=args.init,
-        loss_overrides={"equi_rampup_iters": rampup})
+        loss_overrides=loss)
 
 
 def main(argv: list[str] | None = None) -> int:

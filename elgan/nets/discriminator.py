@@ -2,7 +2,9 @@
 
 Appendix A: E_x shares D's blocks (InfoGAN's amortised posterior), E_pi is an independent network that
 reads the generated *mask* and must name its super-category; spectral norm on every layer of all
-three for stability, orthogonal initialisation as in the generator.
+three for stability, orthogonal initialisation as in the generator (written to the spectral-normed
+layers' ``original`` weights, see generator.orthogonal_init). ``build_discriminator`` returns this D or
+the projected one (elgan.nets.projected) as the config says.
 
 Spectral norm bounds every layer's gain by 1, so a fresh network's logits have a standard deviation
 of about 0.01: fine for the hinge loss, whose gradient does not depend on scale, but a 200-way
@@ -64,6 +66,15 @@ class Discriminator(nn.Module):
         h = self.trunk(x)  # [N, C, 4, 4]
         return DiscriminatorOutput(self.adv_head(h.flatten(1)).squeeze(1),
                                    self.cfg.recovery_gain * self.category_head(h))
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
+    """The D that `cfg.kind` names: the paper's (below) or the projected one (elgan.nets.projected)."""
+    if cfg.kind == "projected":
+        from .projected import ProjectedDiscriminator
+
+        return ProjectedDiscriminator(cfg)
+    return Discriminator(cfg)
 
 
 class SuperCategoryRecovery(nn.Module):

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..config import GeneratorConfig
 
@@ -32,10 +33,18 @@ def compose(background: torch.Tensor, foreground: torch.Tensor, mask: torch.Tens
 
 
 def orthogonal_init(module: nn.Module) -> None:
-    """Orthogonal weights for every conv and linear layer (appendix A, after Saxe et al.)."""
+    """Orthogonal weights for every trainable conv and linear layer (appendix A, after Saxe et al.).
+
+    A spectral-normed layer's ``weight`` is recomputed from ``parametrizations.weight.original`` at each
+    access, so an in-place init of ``weight`` would be lost: the init goes to ``original`` there.
+    Frozen layers (requires_grad False, e.g. a projected D's fixed random mixing) keep their init."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.orthogonal_(m.weight)
+            target = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            if not target.requires_grad:
+                continue
+            with torch.no_grad():
+                nn.init.orthogonal_(target)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

@@ -14,7 +14,8 @@ from plotly.subplots import make_subplots
 
 from ..runlog import read_records
 
-PANELS = ("GAN losses", "mask statistics", "FD (model selection) and speed", "U-Net")
+PANELS = ("GAN losses", "layer health (0-1; background-alone score: < 0 is healthy)", "FD (model selection)",
+          "speed (images/s)", "U-Net")
 SKIP = {"step", "time", "lr"}
 
 
@@ -59,18 +60,21 @@ def signature(run: Path) -> str:
 
 
 def _panel(key: str, stage: str) -> int:
+    """Which of PANELS a log key is drawn in: each kind of number on an axis of its own scale."""
     if stage == "unet":
-        return 3
-    if key.startswith("mask_"):
+        return 4
+    if key.startswith(("mask_", "health_")):
         return 1
-    if key.startswith(("FD", "FID")) or key == "imgs_per_s":
+    if key.startswith(("FD", "FID")):
         return 2
+    if key == "imgs_per_s":
+        return 3
     return 0
 
 
 def figure(logs: dict[str, list[dict[str, Any]]], title: str = "") -> go.Figure:
-    """Every numeric log term against the step, in four panels (PANELS)."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=PANELS, horizontal_spacing=0.08, vertical_spacing=0.14)
+    """Every numeric log term against the step, in five panels (PANELS)."""
+    fig = make_subplots(rows=3, cols=2, subplot_titles=PANELS, horizontal_spacing=0.08, vertical_spacing=0.1)
     for stage, records in logs.items():
         keys = sorted({k for r in records for k, v in r.items()
                        if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -81,7 +85,7 @@ def figure(logs: dict[str, list[dict[str, Any]]], title: str = "") -> go.Figure:
                                      if len(pts) < 30 else "lines", name=f"{stage}: {key}" if stage == "unet" else key,
                                      legendgroup=PANELS[panel]),
                           row=panel // 2 + 1, col=panel % 2 + 1)
-    fig.update_layout(height=560, margin={"l": 40, "r": 10, "t": 60, "b": 30}, title=title or None,
+    fig.update_layout(height=780, margin={"l": 40, "r": 10, "t": 60, "b": 30}, title=title or None,
                       legend={"font": {"size": 10}}, template="plotly_white")
     fig.update_xaxes(title_text="step", title_font={"size": 10})
     return fig
@@ -104,8 +108,9 @@ def progress_line(logs: dict[str, list[dict[str, Any]]]) -> str:
         if not records:
             continue
         last = records[-1]
-        extra = next((f"{k} {last[k]:.3g}" for k in ("FD-RotNet", "FD-VGG16", "val_iou", "loss", "g_adv")
+        extra = next((f"{k} {last[k]:.3g}" for k in ("FD-Lite0", "FD-RotNet", "FD-VGG16", "val_iou", "loss", "g_adv")
                       if isinstance(last.get(k), (int, float))), "")
+        warning = next((r["health_warning"] for r in reversed(records[-4:]) if r.get("health_warning")), "")
         parts.append(f"{'GAN' if stage == 'gan' else 'U-Net'} step {int(last['step'])}"
-                     + (f" ({extra})" if extra else ""))
+                     + (f" ({extra})" if extra else "") + (f" -- warning: {warning}" if warning else ""))
     return ", ".join(parts)
