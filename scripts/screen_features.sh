@@ -4,7 +4,9 @@
 #
 #   scripts/screen_features.sh DATA_FOLDER OUT_ROOT [CORE_MINUTES] [RUN ...]
 #   scripts/screen_features.sh ../shared/data/weizmann_horse /work/runs/screen64 30 B-paper B-projected
+#   scripts/screen_features.sh synthetic /work/runs/screen64-embedded 30 B-paper B-projected
 #
+# DATA_FOLDER "synthetic" screens the embedded data instead (cpu preset, scored on its test split).
 # The budget is in core-minutes of GAN training, turned into iterations by the single-thread speed of
 # each configuration (benchmarks/bench_features.py --sizes 64 --threads 1, width 12, batch 32), so that a
 # run stopped by a session's end resumes to the same length (rerun the same line: it resumes). The GAN's
@@ -25,8 +27,9 @@ for run in $RUNS; do
   if [ -n "$resume" ]; then
     python -m training.pipeline --out "$dir" --resume --threads 1 --no-progress
   else
+    if [ "$DATA" = synthetic ]; then data=(--preset cpu --data synthetic); else data=(--preset horse --data "folder:$DATA"); fi
     # shellcheck disable=SC2086
-    python -m training.pipeline --preset horse --data "folder:$DATA" --out "$dir" ${FLAGS[$run]} \
+    python -m training.pipeline "${data[@]}" --out "$dir" ${FLAGS[$run]} \
       --gan-iters "$iters" --gan-minutes 0 --unet-steps 300 --unet-minutes 0 --fd-every 250 --threads 1 \
       --no-progress
   fi
