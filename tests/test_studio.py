@@ -336,3 +336,20 @@ def test_curves_read_growing_logs(tmp_path: Path) -> None:
     with open(run / "unet" / "log.jsonl", "a") as f:
         f.write(json.dumps({"step": 6, "loss": 0.6}) + "\n")
     assert curves.signature(run) != sig
+
+
+def test_curves_put_layer_health_in_its_own_panel_and_warn(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    recs = [{"step": 25, "g_adv": 0.5, "mask_area": 0.4, "health_ex_top1": 0.1, "health_bg_minus_composite": -0.3,
+             "FD-Lite0": 120.0, "imgs_per_s": 30.0},
+            {"step": 50, "g_adv": 0.4, "mask_area": 0.5, "health_ex_top1": 0.2, "health_bg_minus_composite": 0.2,
+             "imgs_per_s": 31.0, "health_warning": "background layer alone scores as real as the composite"}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    fig = curves.figure(curves.read_logs(run))
+    axis_of = {t.name: t.xaxis for t in fig.data}
+    # layer health together, FD and speed each on an axis of their own (FD ~100 and images/s ~30 never share)
+    assert axis_of["mask_area"] == axis_of["health_ex_top1"] == axis_of["health_bg_minus_composite"]
+    assert len({axis_of["g_adv"], axis_of["mask_area"], axis_of["FD-Lite0"], axis_of["imgs_per_s"]}) == 4
+    line = curves.progress_line(curves.read_logs(run))
+    assert line.startswith("GAN step 50") and "warning: background layer alone" in line
