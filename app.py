@@ -22,10 +22,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import torch
-from PIL import Image
 
-from elgan.config import ABLATIONS, SIZES
-from elgan.studio import curves, jobs, render, segment, ui
+from elgan.studio import render, segment, ui
+from elgan.studio.access import TrainAccess, train_access
 from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
 CSS = ".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; }"
@@ -34,7 +33,6 @@ LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "max_file_size": f"{segment.MAX_UP
                                   "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                                           font_mono=["ui-monospace", "monospace"])}
 EXAMPLES_DIR = Path(tempfile.gettempdir()) / "elgan-studio" / "examples"
-POLL_S = 2.0
 Z_LIMIT = 3.0
 
 
@@ -49,8 +47,14 @@ def _model_choices(registry: ModelRegistry) -> list[tuple[str, str]]:
 
 
 def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_root: str | Path | None = None,
-               default_model: str | None = None, concurrency: int = 2, allow_training: bool = True) -> gr.Blocks:
-    """The whole app; tests launch it in-process (``demo.launch(prevent_thread_lock=True, ...)``)."""
+               default_model: str | None = None, concurrency: int = 2, allow_training: bool = True,
+               access: TrainAccess | None = None) -> gr.Blocks:
+    """The whole app; tests launch it in-process (``demo.launch(prevent_thread_lock=True, ...)``).
+
+    Who may train is `access` (``elgan.studio.access.train_access()`` reads it from the environment when
+    the app is started as a program); without it, anyone if `allow_training`, else nobody.
+    """
+    access = access or (TrainAccess() if allow_training else TrainAccess(False))
     runs = Path(runs_root).resolve()
     data = Path(data_root).resolve() if data_root else None
     start_model = default_model or registry.default()
@@ -79,7 +83,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             panel, diff = render.compare_walk(registry, model, int(seed or 0), offsets, int(c), eps) \
                 if compare else (None, None)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise ui.refuse(exc, "explore") from None
         g = m.generator.cfg
         sup, sub = divmod(int(c), g.group_size)
         missing = [n for n, v in eps.items() if v and n not in m.perturb.eps_names]
@@ -104,7 +108,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         try:
             return render.variation_grid(registry, model, int(seed or 0), int(c), mode)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise ui.refuse(exc, "grid") from None
 
     def strip(model: str, seed: float, z0: float, z1: float, z2: float, z3: float, z4: float, c: float,
               direction: str, with_true: bool) -> tuple[np.ndarray, str]:
@@ -112,7 +116,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             image, ts = render.direction_strip(registry, model, int(seed or 0), (z0, z1, z2, z3, z4), int(c),
                                                direction, with_true=with_true)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise ui.refuse(exc, "strip") from None
         rows = "top: Φ-walk G(z + Φ(t·e), c)" + ("; bottom: true transform T^X" if with_true else "")
         return image, (f"{direction}: t = {', '.join(f'{t:+.2f}' for t in ts)}. {rows}. Green bar: inside "
                        "the training range [-1, 1]; grey: extrapolated (Fig. 7).")
@@ -143,74 +147,12 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             seg = segment.segment(m, image, float(threshold))
             replaced = segment.replace_background(m, image, seg.alpha, int(bg_seed or 0))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise ui.refuse(exc, "segment") from None
         w, h = image.size
         text = (f"{name or 'image'}: processed at {w}×{h} px (longer side ≤ {segment.WORK_SIDE}) · foreground "
                 f"{100 * float((seg.probability > threshold).mean()):.0f}% of the image"
                 + (" · **untrained model: the mask is meaningless**" if model == UNTRAINED else ""))
         return seg.mask, seg.overlay, seg.cutout, replaced, text
-
-    def _status(st: jobs.JobStatus) -> str:
-        if st.run_dir is None:
-            return f"**Idle** — {st.message}"
-        line = curves.progress_line(curves.read_logs(st.run_dir))
-        head = f"**Running** `{st.run_dir.name}` (pid {st.pid})" if st.running \
-            else f"**Idle** — last run `{st.run_dir.name}`: {st.message}"
-        return head + (f" · {line}" if line else "")
-
-    def train_start(model: str, program: str, dataset: str, size: int, iters: float, ablation: str,
-                    unet_steps: float, threads: float) -> tuple[str, gr.Dropdown]:
-        if not allow_training:
-            raise gr.Error("training is disabled on this server")
-        settings = jobs.TrainSettings(program=program, dataset=dataset, size=int(size), iters=int(iters or 0),
-                                      ablation=ablation, unet_steps=int(unet_steps or 0),
-                                      threads=int(threads), gan_bundle=model if model != UNTRAINED else "")
-        try:
-            st = jobs.start_job(settings, runs, data, [k for k in registry.choices() if k != UNTRAINED])
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return _status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
-
-    def train_stop() -> str:
-        st = jobs.stop_job(runs)
-        return _status(jobs.job_status(runs, st.run_dir.name if st.run_dir else None)) \
-            if st.stopped else f"**Idle** — {st.message}"
-
-    def train_resume(run: str | None) -> tuple[str, gr.Dropdown]:
-        if not allow_training:
-            raise gr.Error("training is disabled on this server")
-        try:
-            st = jobs.resume_job(run or "", runs, data, [k for k in registry.choices() if k != UNTRAINED])
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return _status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
-
-    def train_poll(run: str | None, seen: str) -> tuple[Any, ...]:
-        """Status every POLL_S; the plot and sample are re-sent only when the run's files changed."""
-        st = jobs.job_status(runs, run)
-        if st.run_dir is None:
-            return _status(st), "", gr.skip(), gr.skip(), seen
-        sig = curves.signature(st.run_dir)
-        tail = jobs.output_tail(st.run_dir)
-        if sig == seen:
-            return _status(st), tail, gr.skip(), gr.skip(), seen
-        logs = curves.read_logs(st.run_dir)
-        sample = curves.latest_sample(st.run_dir)
-        image = np.asarray(Image.open(sample).convert("RGB")) if sample else None
-        return _status(st), tail, curves.figure(logs, st.run_dir.name), image, sig
-
-    def train_load(run: str | None) -> tuple[str, gr.Dropdown, str]:
-        """Put a finished run's model into the selector (and so into Explore and Segment)."""
-        try:
-            st = jobs.job_status(runs, run)
-            if st.running and st.run_dir is not None and st.run_dir.name == run:
-                raise jobs.JobError(f"{run} is still running; load it when it has finished")
-            path = str(jobs.result_model(jobs.run_folder(runs, run or "")).resolve())
-            registry.get(path)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        gr.Info(f"loaded {label_of(path)}")
-        return path, gr.Dropdown(choices=_model_choices(registry), value=path), registry.describe(path)
 
     # ---- layout --------------------------------------------------------------------------------------
 
@@ -289,34 +231,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
 
         ui.photo_tab(registry, model_state, examples, gcfg.n_categories, gcfg.n_super)  # "Your photo": inversion
 
-        with gr.Tab("Train", id="train", visible=allow_training):
-            with gr.Row():
-                program = gr.Radio([("whole pipeline", "pipeline"), ("GAN only", "gan"),
-                                    ("U-Net for the selected model", "unet")], value="gan", label="program")
-                dataset = gr.Dropdown(jobs.list_datasets(data), value="synthetic", label="dataset",
-                                      info="synthetic, or a folder under the data root")
-                size = gr.Radio(list(SIZES), value=32, label="resolution",
-                                info="pipeline presets: 32 tiny, 64 cpu, 128 paper")
-            with gr.Row():
-                iters = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="GAN iterations",
-                                  elem_id="iters")
-                unet_steps = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="U-Net steps")
-                ablation = gr.Radio(list(ABLATIONS), value="E", label="ablation (GAN only; pipeline = E)")
-                threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")
-            with gr.Row():
-                start_btn = gr.Button("Start", variant="primary")
-                stop_btn = gr.Button("Stop", variant="stop")
-                runs_dd = gr.Dropdown(jobs.list_runs(runs), value=next(iter(jobs.list_runs(runs)), None),
-                                      label="run", allow_custom_value=False, scale=2)
-                resume_btn = gr.Button("Resume run")
-                load_btn = gr.Button("Load result into Explore / Segment")
-            status = gr.Markdown(_status(jobs.job_status(runs)), elem_id="train-status")
-            with gr.Row():
-                plot = gr.Plot(label="losses and mask statistics (log.jsonl)", scale=3, elem_id="curves")
-                sample = _image("latest samples: background, foreground, mask, image", scale=2)
-            tail = gr.Textbox(label="output", lines=6, max_lines=12, interactive=False)
-            seen = gr.State("")
-            timer = gr.Timer(POLL_S)
+        ui.train_tab(demo, registry, model_state, model_dd, model_info, runs, data, access)  # "Train"
 
         # ---- wiring: every event named; live views with always_last ----------------------------------
         eps_inputs = [c, *eps, compare]
@@ -336,18 +251,14 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         model_dd.input(select_model, [model_dd, model_state, c], [model_state, model_dd, model_info, c, c_sup],
                        api_name="select_model")
         refresh.click(refresh_models, model_state, model_dd, api_name="refresh_models", queue=False)
+        # a new upload clears the last image's caption in the browser (no request), so a refused upload does
+        # not leave the previous image's caption under the error
+        upload.change(None, None, seg_caption, js="() => ''", show_progress="hidden")
         # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
         gr.on([upload.change, seg_btn.click, threshold.release, bg_seed.change, model_state.change], run_segment,
               [model_state, upload, threshold, bg_seed], [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption],
               api_name="segment", preprocess=False, trigger_mode="always_last", concurrency_limit=1)
         bg_rand.click(lambda: random.randint(0, 99_999), None, bg_seed, api_name="random_background", queue=False)
-        start_btn.click(train_start, [model_state, program, dataset, size, iters, ablation, unet_steps, threads],
-                        [status, runs_dd], api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
-        stop_btn.click(train_stop, None, status, api_name="train_stop", concurrency_id="jobs")
-        resume_btn.click(train_resume, runs_dd, [status, runs_dd], api_name="train_resume", concurrency_id="jobs")
-        timer.tick(train_poll, [runs_dd, seen], [status, tail, plot, sample, seen], api_name="train_poll",
-                   show_progress="hidden", trigger_mode="always_last", concurrency_id="poll")
-        load_btn.click(train_load, runs_dd, [model_state, model_dd, model_info], api_name="train_load")
     demo.queue(default_concurrency_limit=concurrency)
     return demo
 
@@ -365,7 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="public gradio.live link (off by default)")
     p.add_argument("--no-train", action="store_true", default=os.environ.get("ELGAN_STUDIO_TRAIN") == "0",
-                   help="hide the Train tab and refuse training requests (public demos; or ELGAN_STUDIO_TRAIN=0)")
+                   help="hide the Train tab and refuse training requests (or ELGAN_STUDIO_TRAIN=0). On a Hugging "
+                   "Face Space training is off unless ELGAN_STUDIO_TRAIN=1, and then only for the users named in "
+                   "ELGAN_STUDIO_TRAIN_USERS")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for inference (1 is fastest for single images on a busy CPU)")
@@ -380,7 +293,7 @@ if __name__ == "__main__":
                              extra=[args.checkpoint] if args.checkpoint else None)
     try:
         demo = build_demo(registry, args.runs_root, args.data_root, default_model=registry.default(),
-                          allow_training=not args.no_train)
+                          access=train_access(os.environ, no_train=args.no_train))
     except StudioError as exc:
         raise SystemExit(f"error: {exc}") from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

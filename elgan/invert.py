@@ -87,10 +87,12 @@ class Inversion:
     distances: dict[str, float]  # loss, perceptual, pixel_mae (mean |x - y| / 2, in [0, 1]), pixel_mse,
     #   explained (1 - pixel_mse / the target's pixel variance: the share of the image's variation the
     #   reconstruction reproduces, contrast-independent), z_norm2 (||z||^2 / z_dim; ~1 on the shell)
-    steps: int  # optimisation steps actually run (early stop may end a phase sooner)
+    steps: int  # optimisation steps actually run, both phases (early stop may end a phase sooner)
     seconds: float
     start_categories: list[int]
     config: InversionConfig
+    search_steps: int = 0  # of `steps`, those of the joint search on z and c (at most config.steps) ...
+    refine_steps: int = 0  # ... and those of the z-only refinement after c is snapped (config.refine_steps)
 
     @property
     def reconstruction(self) -> torch.Tensor:
@@ -247,16 +249,16 @@ def invert(generator: LayeredGenerator, target: torch.Tensor, cfg: InversionConf
             z0, c0 = _screen(g, objective, cats, cfg, rng)
             z = z0.requires_grad_(True)  # [R, z_dim]
             logits = (cfg.c_init_logit * F.one_hot(c0, g.cfg.n_categories).float()).requires_grad_(True)
-            steps = _adam_loop([z, logits], [cfg.lr, cfg.lr_c], cfg.steps,
-                               lambda: objective.terms(g.forward_soft(z, logits.softmax(1)).image, z)["loss"],
-                               cfg, tick)
+            search = _adam_loop([z, logits], [cfg.lr, cfg.lr_c], cfg.steps,
+                                lambda: objective.terms(g.forward_soft(z, logits.softmax(1)).image, z)["loss"],
+                                cfg, tick)
             with torch.no_grad():  # snap each restart's c, pick the best restart at its integer c
                 c_hard = logits.argmax(1)
                 best = int(objective.terms(g(z, c_hard).image, z)["loss"].argmin())
             z1 = z[best:best + 1].detach().clone().requires_grad_(True)
             c1 = c_hard[best:best + 1]
             done = cfg.steps  # the joint phase may have stopped early: refinement counts from here
-            steps += _adam_loop([z1], [cfg.lr], cfg.refine_steps,
+            refine = _adam_loop([z1], [cfg.lr], cfg.refine_steps,
                                 lambda: objective.terms(g(z1, c1).image, z1)["loss"], cfg, tick)
         with torch.no_grad():
             z_final = z1.detach()
@@ -266,8 +268,9 @@ def invert(generator: LayeredGenerator, target: torch.Tensor, cfg: InversionConf
         g.train(was_training)
     c = int(c1)
     return Inversion(z=z_final, c=c, c_sup=c // g.cfg.group_size, layers=layers,
-                     distances={k: float(v) for k, v in terms.items()}, steps=steps,
-                     seconds=time.perf_counter() - t0, start_categories=cats, config=cfg)
+                     distances={k: float(v) for k, v in terms.items()}, steps=search + refine,
+                     seconds=time.perf_counter() - t0, start_categories=cats, config=cfg, search_steps=search,
+                     refine_steps=refine)
 
 
 def to_target(images: torch.Tensor, size: int) -> torch.Tensor:

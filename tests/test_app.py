@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,10 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 from elgan.studio.registry import ModelRegistry  # noqa: E402
+from tests._server import HTTP_S, connect, launch, wait_ready  # noqa: E402
 from tests.test_studio import write_tiny_bundle  # noqa: E402
 
 EXPLORE_DEFAULTS = dict(seed=3, z0=0, z1=0, z2=0, z3=0, z4=0, c=12, tx=0, ty=0, rotation=0, scale=0, compare=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +33,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     torch.set_num_threads(1)
     registry = ModelRegistry(root / "checkpoints", root / "runs")
     demo = app.build_demo(registry, root / "runs", None)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
+    url = launch(demo)  # returns once the server answers (a busy machine may take long)
     try:
-        yield f"http://127.0.0.1:{port}/", root, default
+        yield url, root, default
     finally:
         from elgan.studio import jobs
 
@@ -53,7 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 @pytest.fixture()
 def client(served) -> Client:
-    return Client(served[0], verbose=False)
+    return connect(served[0])
 
 
 def _value(x: Any) -> Any:
@@ -67,7 +60,7 @@ def _png(path: str) -> np.ndarray:
 
 
 def test_every_event_is_named(served) -> None:
-    api = Client(served[0], verbose=False).view_api(return_format="dict", print_info=False)
+    api = connect(served[0]).view_api(return_format="dict", print_info=False)
     names = set(api["named_endpoints"])
     assert {"/explore", "/grid", "/strip", "/segment", "/select_model", "/c_to_csup", "/csup_to_c",
             "/train_start", "/train_stop", "/train_resume", "/train_poll", "/train_load"} <= names
@@ -183,11 +176,11 @@ def test_segment_refuses_paths_not_uploaded(served) -> None:
     import httpx
 
     base = served[0]
-    config = httpx.get(base + "config").json()
+    config = wait_ready(base)
     fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "segment")
     session = uuid.uuid4().hex
     payload = {"path": "/etc/passwd", "orig_name": "passwd.png", "meta": {"_type": "gradio.FileData"}}
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=HTTP_S) as http:
         http.post("gradio_api/queue/join", json={"data": [None, payload, 0.5, 0], "fn_index": fn,
                                                   "session_hash": session, "event_data": None,
                                                   "trigger_id": None}).raise_for_status()

@@ -15,7 +15,6 @@ Never runs ``playwright install``: it uses /usr/bin/chromium (``apt-get install 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +46,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import app
     from elgan.studio import jobs
     from elgan.studio.registry import ModelRegistry
+    from tests._server import launch
     from tests.test_studio import write_tiny_bundle
 
     root = tmp_path_factory.mktemp("browser")
@@ -56,12 +56,9 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     torch.set_num_threads(1)
     registry = ModelRegistry(root / "checkpoints", root / "runs", extra=[default])
     demo = app.build_demo(registry, root / "runs", None, default_model=str(default.resolve()))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
+    url = launch(demo)  # returns once the server answers (a busy machine may take long)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         jobs.stop_job(root / "runs")
         demo.close()

@@ -164,8 +164,8 @@ def _state_ok(path: Path) -> Path:
 # ---- through the app's model selector ---------------------------------------------------------------
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client  # noqa: E402
 
+from tests._server import connect  # noqa: E402
 from tests.test_hostile_uploads import launch, raw_call  # noqa: E402
 
 EXPLORE = dict(seed=3, z0=0, z1=0, z2=0, z3=0, z4=0, c=12, tx=0, ty=0, rotation=0, scale=0, compare=False)
@@ -193,7 +193,7 @@ def _value(x: Any) -> Any:
 
 def test_selector_shows_the_error_and_keeps_the_model(served) -> None:
     url, good, broken = served
-    client = Client(url, verbose=False)
+    client = connect(url)
     reference = client.predict(**EXPLORE, api_name="/explore")[3]
     for name, path in broken.items():
         done, messages = raw_call(url, "select_model", [path, None, 0])

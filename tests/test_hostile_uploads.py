@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import struct
 import uuid
 import zlib
@@ -281,22 +280,12 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests._server import HTTP_S, connect, serve, wait_ready  # noqa: E402
 
 
 def launch(root: Path, **build: Any) -> tuple[str, Any]:
-    """The app on a tiny bundle in root/checkpoints, on a free port, in this process."""
-    import app
-
-    registry = ModelRegistry(root / "checkpoints", root / "runs")
-    demo = app.build_demo(registry, root / "runs", build.pop("data_root", None), **build)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
-    return f"http://127.0.0.1:{port}/", demo
+    """The app on a tiny bundle in root/checkpoints, on a free port, in this process, once it answers."""
+    return serve(root, **build)
 
 
 def raw_call(base: str, api_name: str, data: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -304,11 +293,11 @@ def raw_call(base: str, api_name: str, data: list[Any]) -> tuple[dict[str, Any],
     final message and every message before it (warnings arrive as "log" messages)."""
     import httpx
 
-    config = httpx.get(base + "config", timeout=30).json()
+    config = wait_ready(base)
     fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
     session = uuid.uuid4().hex
     messages = []
-    with httpx.Client(base_url=base, timeout=60) as http:
+    with httpx.Client(base_url=base, timeout=HTTP_S) as http:
         http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session,
                                                   "event_data": None, "trigger_id": None}).raise_for_status()
         with http.stream("GET", f"gradio_api/queue/data?session_hash={session}") as stream:
@@ -355,7 +344,7 @@ APP_REFUSED = ["truncated PNG", "truncated JPEG", "text renamed .png", "zero byt
 
 
 def test_app_refuses_hostile_uploads_and_keeps_serving(served, tmp_path: Path) -> None:
-    client = Client(served[0], verbose=False)
+    client = connect(served[0])
     for case in APP_REFUSED:
         make, says = REFUSED[case]
         with pytest.raises(AppError, match=says):
@@ -369,7 +358,7 @@ def test_app_refuses_hostile_uploads_and_keeps_serving(served, tmp_path: Path) -
 
 
 def test_app_segments_odd_modes_in_the_right_orientation(served, tmp_path: Path) -> None:
-    client = Client(served[0], verbose=False)
+    client = connect(served[0])
     path = exif_jpeg(tmp_path / "phone.jpg", 6)
     with Image.open(path) as raw:
         shown = np.asarray(raw.convert("RGB").transpose(Image.Transpose.ROTATE_270))
@@ -394,13 +383,13 @@ def test_only_generated_files_are_served(served, tmp_path: Path) -> None:
     upload = _write(tmp_path / "mine.png", encoded(photo(), "PNG"))
     final, _ = raw_call(base, "explore", [None, 3, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, False])
     out = final["output"]["data"][0]
-    assert out["path"] and httpx.get(f"{base}gradio_api/file={out['path']}", timeout=30).status_code == 200
+    assert out["path"] and httpx.get(f"{base}gradio_api/file={out['path']}", timeout=HTTP_S).status_code == 200
     refused = ["/etc/passwd", "/etc/hostname", "/proc/self/environ", str(repo / "README.md"), "README.md",
                "app.py", "../../../etc/passwd", str(repo / "checkpoints"), str(root / "checkpoints" /
                "default.safetensors"), str(root / "runs" / "secret.txt"), str(upload),
                str(Path(out["path"]).parent / ".." / ".." / ".." / "etc" / "passwd"),
                "http://127.0.0.1:1/", "http://169.254.169.254/latest/meta-data/", "file:///etc/passwd"]
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=HTTP_S) as http:
         for target in refused:
             for url in (f"gradio_api/file={target}", f"gradio_api/file/{target.lstrip('/')}",
                         f"file={target}", f"gradio_api/file={target.replace('/', '%2F')}"):
@@ -495,7 +484,7 @@ def test_identical_concurrent_visitors_all_get_their_images(served) -> None:
     errors: list[str] = []
 
     def visit(i: int) -> None:
-        client = Client(served[0], verbose=False)
+        client = connect(served[0])
         for _ in range(4):
             try:
                 outputs = client.predict(seed=0, c=0, api_name="/explore")

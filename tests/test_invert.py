@@ -7,7 +7,7 @@ images the generator itself drew from known (z, c), where the right answer exist
 from __future__ import annotations
 
 import json
-import socket
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +26,7 @@ from elgan.losses import perceptual_distance
 from elgan.nets.generator import LayeredGenerator
 from elgan.studio import invert as photo
 from elgan.studio.registry import StudioError
+from tests._server import connect, launch
 from tests.test_studio import write_tiny_bundle
 
 FAST = InversionConfig(top_k=2, candidates=4, restarts=2, steps=6, refine_steps=3)
@@ -70,6 +71,15 @@ def test_mechanics_progress_and_determinism() -> None:
     assert {"loss", "perceptual", "pixel_mae", "pixel_mse", "explained", "z_norm2"} <= set(r.distances)
     assert calls and calls[-1][1] == FAST.steps + FAST.refine_steps and all(np.isfinite(c[2]) for c in calls)
     assert len(r.codes()["z"]) == g.cfg.z_dim and not g.training
+    assert r.steps == r.search_steps + r.refine_steps and r.search_steps <= FAST.steps
+    assert r.refine_steps <= FAST.refine_steps
+    assert f"{r.search_steps} search + {r.refine_steps} refinement steps" in photo.describe(r, g.cfg.group_size)
+    shown: list[str] = []
+    on_step = photo.gradio_progress(lambda fraction, desc: shown.append(desc), FAST.steps)
+    for step, total, loss in calls:
+        on_step(step, total, loss)
+    assert shown[0].startswith(f"inverting: search step 1/{FAST.steps}")
+    assert r.refine_steps == 0 or f"refinement step {r.refine_steps}/{FAST.refine_steps}" in shown[-1], shown
     torch.testing.assert_close(g(r.z, torch.tensor([r.c])).image, r.reconstruction)  # an honest G(z, c)
     again = invert(g, target, FAST)
     assert torch.equal(again.z, r.z) and again.c == r.c  # same seed, same codes
@@ -204,22 +214,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     torch.set_num_threads(1)
     demo = app.build_demo(ModelRegistry(root / "checkpoints", root / "runs"), root / "runs", None,
                           allow_training=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **app.LAUNCH_OPTIONS)
+    url = launch(demo)  # returns once the server answers (a busy machine may take long)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         demo.close()
         torch.set_num_threads(before)
 
 
 def test_app_photo_tab(served: str, tmp_path: Path) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    client = Client(served, verbose=False)
+    client = connect(served)
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert {"/invert_photo", "/edit_photo", "/photo_c_to_csup", "/photo_csup_to_c"} <= names
     *_, text = client.predict(0, 0, 0, 0, 3, api_name="/edit_photo")  # nothing inverted in this session yet
@@ -230,6 +237,8 @@ def test_app_photo_tab(served: str, tmp_path: Path) -> None:
     original, recon, bg, fg, mask, caption, *sliders = out
     assert all(np.asarray(Image.open(p)).shape[:2] == (256, 256) for p in (original, recon, bg, fg, mask))
     assert "of the photo's variation" in caption and "Untrained" not in caption
+    search, refine = map(int, re.search(r"(\d+) search \+ (\d+) refinement steps", caption).groups())
+    assert search <= 10 and refine <= InversionConfig().refine_steps  # the slider's 10 are the search steps
     edited, moved, edit_text = client.predict(1.0, 0, 0, 0, 5, api_name="/edit_photo")
     assert np.asarray(Image.open(edited)).shape == np.asarray(Image.open(moved)).shape == (256, 256, 3)
     assert "ε tx +1.00" in edit_text and "Φ walk vs moved layers" in edit_text

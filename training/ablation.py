@@ -1,6 +1,6 @@
 """Reproduce Table 3 (configurations A-E) and the two collapse modes on the embedded dataset.
 
-  python -m training.ablation --out runs/ablation32 --threads 1          # the README's table and plot
+  python -m training.ablation --out runs/ablation32 --threads 1          # docs/ablation.md's table and plot
   python -m training.ablation --out runs/ablation32 --variants A,E       # a subset (same folder resumes)
 
 Each variant is a full pipeline run in OUT/<variant> with the same seed, budget and perceptual net; the

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True, help="a bundle with a generator (and ideally phi, discriminator)")
     p.add_argument("--image", required=True, help="the photo (any size / mode; centre-cropped to a square)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--steps", type=int, default=None, help="joint search steps (default: InversionConfig's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="joint search steps on z and c (default: InversionConfig's); z-only refinement comes on top")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--edit", default="tx=1", help="eps of the edit panel: tx, ty, rotation, scale in [-3, 3]")
     p.add_argument("--c", type=int, default=None, help="category of the edit panel (default: the inverted c)")
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     save_png(strip, out / f"{stem}.png")
     report = {"image": str(args.image), "bundle": str(args.bundle), **result.codes(),
               "distances": result.distances, "poor": photo.is_poor(result), "steps": result.steps,
+              "search_steps": result.search_steps, "refine_steps": result.refine_steps,
               "seconds": result.seconds, "start_categories": result.start_categories,
               "edit": {"eps": eps, "c": c_edit, "walk_vs_moved_mae": float((edited - moved).abs().mean())},
               "panels": names + ["edit: G(z + Phi(eps), c)", "edit: T_eps^X G(z, c) (layers moved)"],
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{stem}: c={result.c} c_sup={result.c_sup}, explains {100 * d['explained']:.0f}% of the variation, "
           f"pixel error {d['pixel_mae']:.3f}{' (POOR)' if photo.is_poor(result) else ''}, "
           f"perceptual {d['perceptual']:.3f}, "
-          f"{result.steps} steps in {result.seconds:.1f} s -> {out / (stem + '.png')}")
+          f"{photo.steps_text(result)} in {result.seconds:.1f} s -> {out / (stem + '.png')}")
     return 0
 
 

@@ -4,8 +4,11 @@
 * render.py    Explore: layers of G(z, c), Phi-walk vs true transform, Fig. 6 grids, Fig. 7 strips
 * segment.py   Segment: safe reading of uploads, U-Net masks, cut-outs, generated backgrounds, examples
 * invert.py    Your photo: a photo inverted into G (elgan/invert.py), its layers, Phi / c edits of its codes
-* ui.py        gradio layout of the Your-photo tab (imported by app.py only: the one gradio import here)
+* ui.py        gradio layout of the Your-photo and Train tabs (imported by app.py only: the one gradio import
+               here), and how a refused request is reported
 * jobs.py      Train: validated settings -> argv, one background process at a time, stop / resume
+* access.py    Train: who may train (a Hugging Face Space is off by default, then an allow-list), and what a
+               visitor sees of the server (names, never paths or process ids)
 * curves.py    Train: curves and samples read from the runs' log.jsonl and samples/
 """
 

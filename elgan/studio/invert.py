@@ -74,12 +74,19 @@ def describe(result: Inversion, group_size: int) -> str:
     text = (f"c = **{result.c}** (c_sup = {result.c} // {group_size} = {result.c_sup}) · reproduces "
             f"**{100 * max(d['explained'], 0):.0f}%** of the photo's variation · mean pixel error "
             f"{d['pixel_mae']:.3f} · perceptual {d['perceptual']:.3f} · ‖z‖²/dim {d['z_norm2']:.2f} · "
-            f"{result.steps} steps in {result.seconds:.1f} s")
+            f"{steps_text(result)} in {result.seconds:.1f} s")
     if is_poor(result):
         text += (f"\n\n**Poor reconstruction** (under {100 * MIN_EXPLAINED:.0f}% of the variation): this photo "
                  "is far from anything the model draws, so the layers and edits describe the reconstruction, "
                  "not your photo.")
     return text
+
+
+def steps_text(result: Inversion) -> str:
+    """'40 search + 15 refinement steps': the search steps are the app's slider (and --steps), the
+    refinement of z after c is snapped comes on top (InversionConfig.refine_steps); early stopping may
+    end either phase sooner."""
+    return f"{result.search_steps} search + {result.refine_steps} refinement steps"
 
 
 def result_views(original: np.ndarray, result: Inversion, target: int = VIEW_PX) -> dict[str, np.ndarray]:
@@ -166,8 +173,14 @@ def view(image: torch.Tensor, target: int = VIEW_PX) -> np.ndarray:
     return upscale(to_uint8(image[0]), target)
 
 
-def gradio_progress(report: Callable[..., Any]) -> Progress:
-    """Adapt a gr.Progress-like callable (called with ((step, total), desc=...)) to invert's callback."""
+def gradio_progress(report: Callable[..., Any], search_steps: int | None = None) -> Progress:
+    """Adapt a gr.Progress-like callable (called with ((step, total), desc=...)) to invert's callback.
+    The bar runs over both phases; its text counts the search steps (the slider's number), then the
+    refinement steps, separately."""
+    search = InversionConfig().steps if search_steps is None else int(search_steps)
+
     def on_step(step: int, total: int, loss: float) -> None:
-        report((step, total), desc=f"inverting: step {step}/{total}, loss {loss:.3f}")
+        phase = f"search step {step}/{search}" if step <= search else \
+            f"refinement step {step - search}/{total - search}"
+        report((step, total), desc=f"inverting: {phase}, loss {loss:.3f}")
     return on_step

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..checkpoint import atomic_write_text
 from ..config import ABLATIONS, SIZES
+from .access import scrub_paths
 from .registry import StudioError
 
 PROGRAMS = ("pipeline", "gan", "unet")  # whole method | ELGAN only | U-Net on the selected model's G
@@ -260,7 +261,7 @@ def _launch(argv: list[str], run_dir: Path, runs_root: Path, record: dict[str, A
         atomic_write_text(lock, json.dumps({"pid": proc.pid, "ticks": _start_ticks(proc.pid),
                                             "run_dir": str(run_dir), "program": record["settings"]["program"]}))
         threading.Thread(target=_reap, args=(proc, run_dir, lock), daemon=True, name="reap-train").start()
-    return JobStatus(True, run_dir, proc.pid, message=f"started {run_dir.name} (pid {proc.pid})")
+    return JobStatus(True, run_dir, proc.pid, message=f"started {run_dir.name}")
 
 
 def start_job(s: TrainSettings, runs_root: Path, data_root: Path | None,
@@ -362,13 +363,24 @@ def list_runs(runs_root: Path) -> list[str]:
 
 
 def output_tail(run: Path, lines: int = 15) -> str:
+    """The last lines of a run's output as a visitor may see them: no server path (run folders read as
+    'run-name/...', other paths keep their file name only)."""
     try:
         with open(run / OUTPUT, "rb") as f:
             f.seek(max(0, f.seek(0, 2) - 16384))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return scrub_paths("\n".join(text.splitlines()[-lines:]), [run.parent, REPO_ROOT])
+
+
+def status_line(st: JobStatus, progress: str = "") -> str:
+    """The Train tab's status in Markdown: the run's name and state, never a process id or a path."""
+    if st.run_dir is None:
+        return f"**Idle** — {st.message}"
+    head = f"**Running** `{st.run_dir.name}`" if st.running \
+        else f"**Idle** — last run `{st.run_dir.name}`: {st.message}"
+    return head + (f" · {progress}" if progress else "")
 
 
 def result_model(run: Path) -> Path:

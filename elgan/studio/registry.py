@@ -28,6 +28,7 @@ from ..config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
 from ..nets.generator import LayeredGenerator
 from ..nets.phi import LatentTransform
 from ..nets.unet import UNet
+from .access import data_label, scrub_paths
 
 UNTRAINED = "untrained"  # registry key of the freshly initialised fallback model (not a file)
 DEFAULT_NAME = "default.safetensors"  # preferred bundle in the checkpoints folder
@@ -175,8 +176,9 @@ class ModelRegistry:
         if model is not None:
             return model
         if not isinstance(key, str) or not self._allowed(key):
-            raise ModelError(f"not a selectable model: {key!r} (bundles live in {self.checkpoints}"
-                             + (f" or under {self.runs_root}" if self.runs_root else "") + ")")
+            shown = label_of(key) if isinstance(key, str) else repr(key)  # no server path in a message
+            raise ModelError(f"not a selectable model: {shown!r} (bundles live in {self.checkpoints.name}/"
+                             + (f" or under {self.runs_root.name}/" if self.runs_root else "") + ")")
         with self._lock:
             if key not in self._models:
                 try:
@@ -184,6 +186,7 @@ class ModelRegistry:
                         else load_model_bundle(key, self.device)
                 except (CheckpointError, OSError, ValueError) as exc:
                     detail = str(exc).replace(f"{key}: ", "")  # the loader names the file too: say it once
+                    detail = scrub_paths(detail.replace(key, label_of(key)), [self.checkpoints.parent])
                     raise ModelError(f"cannot load {label_of(key)}: {detail}") from exc
                 self._models[key] = model
             return self._models[key]
@@ -204,7 +207,7 @@ class ModelRegistry:
                          "checkpoints/default.safetensors.")
         metrics: Any = m.metadata.get("metrics")
         if isinstance(metrics, dict) and {"acc", "iou", "miou"} <= set(metrics):
-            parts.append(f"Scores on {metrics.get('data', '?')} [{metrics.get('split', '?')}]: ACC "
+            parts.append(f"Scores on {data_label(metrics.get('data', '?'))} [{metrics.get('split', '?')}]: ACC "
                          f"{100 * metrics['acc']:.1f}, IoU {100 * metrics['iou']:.1f}, "
                          f"mIoU {100 * metrics['miou']:.1f}")
         return "\n\n".join(parts)

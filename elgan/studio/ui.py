@@ -2,12 +2,14 @@
 
 The one module under elgan/ that imports gradio (app.py imports it; nothing in elgan/ does): it holds
 layout and wiring only, as app.py does, and every computation is a plain function elsewhere in
-elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py -- and the one patch of Gradio the
-app needs (its output-image cache, written atomically).
+elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py, the "Train" tab over jobs.py and
+access.py (who may train) -- the one patch of Gradio the app needs (its output-image cache, written
+atomically), and how a refused request is reported (:func:`refuse`: one log line, no traceback).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Sequence
@@ -15,12 +17,34 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
+from ..config import ABLATIONS, SIZES
 from ..invert import InversionConfig
+from . import curves, jobs, render, segment
 from . import invert as photo
-from . import render, segment
-from .registry import UNTRAINED, ModelRegistry, StudioError
+from .access import TrainAccess
+from .registry import UNTRAINED, ModelRegistry, StudioError, label_of
+
+log = logging.getLogger("elgan.studio")
+POLL_S = 2.0  # the Train tab's refresh period
+
+
+def refuse(exc: Exception | str, where: str = "") -> gr.Error:
+    """A request the app refuses (a bad upload, a bad setting) as the page's error message. It is the
+    visitor's mistake, not the server's: one line in the server log, no traceback."""
+    message = str(exc)
+    log.warning("refused%s: %s", f" {where}" if where else "", " ".join(message.split()))  # one line, always
+    return gr.Error(message, print_exception=False)
+
+
+def user_of(request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> str | None:
+    """The visitor's user name: Hugging Face sign-in (OAuth) first, else gradio's own login, else None."""
+    if profile is not None and getattr(profile, "username", None):
+        return str(profile.username)
+    name = getattr(request, "username", None) if request is not None else None
+    return str(name) if name else None
 
 
 def install_atomic_image_cache() -> None:
@@ -81,9 +105,9 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             image = segment.read_upload(path, label=name)
             m = registry.get(model)
             original, result = photo.invert_photo(m, image, int(steps), int(seed or 0),
-                                                  photo.gradio_progress(progress))
+                                                  photo.gradio_progress(progress, int(steps)))
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refuse(exc, "invert_photo") from None
         views = photo.result_views(original, result)
         g = m.generator.cfg
         text = photo.describe(result, g.group_size) + \
@@ -103,7 +127,7 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             walked = photo.edit(m, z, int(c), eps).image
             moved = photo.move_layers(m, z, int(c), eps)
         except StudioError as exc:
-            raise gr.Error(str(exc)) from None
+            raise refuse(exc, "edit_photo") from None
         return photo.view(walked), photo.view(moved), photo.edit_caption(m, codes, int(c), eps, walked, moved)
 
     def c_to_csup(model: str, c: float) -> int:
@@ -121,7 +145,9 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
                               elem_id="photo-upload")
             with gr.Column():
                 steps = gr.Slider(photo.MIN_STEPS, photo.MAX_STEPS, InversionConfig().steps, step=10,
-                                  label="search steps", info="more: a closer match, slower (linear in steps)")
+                                  label="search steps", info=f"joint search on z and c, then "
+                                  f"{InversionConfig().refine_steps} refinement steps on z; more: a closer match, "
+                                  "slower (linear in steps)")
                 seed = gr.Number(0, label="seed of the starting codes", precision=0, minimum=0,
                                  maximum=render.MAX_SEED)
                 invert_btn = gr.Button("Invert", variant="primary")
@@ -145,6 +171,9 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             edited = output_image("edited G(z + Φ(ε), c)", elem_id="photo-edited")
             moved = output_image("layers moved by T_ε^X", elem_id="photo-moved")
 
+        # a new upload clears the last photo's caption in the browser (no request): a refused upload must
+        # not leave the previous photo's caption under the error
+        upload.change(None, None, caption, js="() => ''", show_progress="hidden")
         # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
         gr.on([upload.change, invert_btn.click], run_invert, [model_state, upload, steps, seed],
               [*views, caption, codes, c, c_sup, *eps], api_name="invert_photo", preprocess=False,
@@ -157,3 +186,141 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
                 queue=False)
         c_sup.input(csup_to_c, [model_state, c_sup, c], c, api_name="photo_csup_to_c", show_progress="hidden",
                     queue=False)
+
+
+def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, model_dd: gr.Dropdown,
+              model_info: gr.Markdown, runs: Path, data: Path | None, access: TrainAccess) -> None:
+    """The "Train" tab: start / stop / resume one background job, its live curves, load its result.
+
+    Called inside the app's gr.Blocks. Who may train is `access` (elgan/studio/access.py): with training
+    off the tab is hidden and every endpoint refuses; with an allow-list only the users on it may start,
+    stop, resume or load a run, and everyone else sees why, not the runs. The page never shows a
+    process id or a server path: runs by name, datasets by folder name, output with paths shortened.
+    """
+    def models() -> list[str]:
+        return [k for k in registry.choices() if k != UNTRAINED]
+
+    initial_runs = jobs.list_runs(runs) if access.offered and not access.restricted else []
+
+    def status(st: jobs.JobStatus) -> str:
+        return jobs.status_line(st, curves.progress_line(curves.read_logs(st.run_dir)) if st.run_dir else "")
+
+    def check(request: gr.Request | None, profile: gr.OAuthProfile | None, what: str) -> None:
+        refused = access.refusal(user_of(request, profile))
+        if refused is not None:
+            raise refuse(refused, what)
+
+    def train_start(model: str, program: str, dataset: str, size: int, iters: float, ablation: str,
+                    unet_steps: float, threads: float, request: gr.Request,
+                    profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown]:
+        check(request, profile, "train_start")
+        settings = jobs.TrainSettings(program=program, dataset=dataset, size=int(size), iters=int(iters or 0),
+                                      ablation=ablation, unet_steps=int(unet_steps or 0),
+                                      threads=int(threads), gan_bundle=model if model != UNTRAINED else "")
+        try:
+            st = jobs.start_job(settings, runs, data, models())
+        except StudioError as exc:
+            raise refuse(exc, "train_start") from None
+        return status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
+
+    def train_stop(request: gr.Request, profile: gr.OAuthProfile | None) -> str:
+        check(request, profile, "train_stop")
+        st = jobs.stop_job(runs)
+        return status(jobs.job_status(runs, st.run_dir.name if st.run_dir else None)) \
+            if st.stopped else f"**Idle** — {st.message}"
+
+    def train_resume(run: str | None, request: gr.Request,
+                     profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown]:
+        check(request, profile, "train_resume")
+        try:
+            st = jobs.resume_job(run or "", runs, data, models())
+        except StudioError as exc:
+            raise refuse(exc, "train_resume") from None
+        return status(st), gr.Dropdown(choices=jobs.list_runs(runs), value=st.run_dir.name)
+
+    def train_view(request: gr.Request, profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown]:
+        """On page load: the runs and the status for a visitor who may train, else why they may not."""
+        refused = access.refusal(user_of(request, profile))
+        if refused is not None:
+            return f"**Training is not available to you** — {refused}", gr.Dropdown(choices=[], value=None)
+        names = jobs.list_runs(runs)
+        return status(jobs.job_status(runs)), gr.Dropdown(choices=names, value=next(iter(names), None))
+
+    def train_poll(run: str | None, seen: str, request: gr.Request,
+                   profile: gr.OAuthProfile | None) -> tuple[Any, ...]:
+        """Status every POLL_S; the plot and sample are re-sent only when the run's files changed."""
+        refused = access.refusal(user_of(request, profile))
+        if refused is not None:
+            return f"**Training is not available to you** — {refused}", "", gr.skip(), gr.skip(), seen
+        st = jobs.job_status(runs, run)
+        if st.run_dir is None:
+            return status(st), "", gr.skip(), gr.skip(), seen
+        sig = curves.signature(st.run_dir)
+        tail = jobs.output_tail(st.run_dir)
+        if sig == seen:
+            return status(st), tail, gr.skip(), gr.skip(), seen
+        logs = curves.read_logs(st.run_dir)
+        sample = curves.latest_sample(st.run_dir)
+        image = np.asarray(Image.open(sample).convert("RGB")) if sample else None
+        return status(st), tail, curves.figure(logs, st.run_dir.name), image, sig
+
+    def train_load(run: str | None, request: gr.Request,
+                   profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown, str]:
+        """Put a finished run's model into the selector (and so into Explore and Segment)."""
+        check(request, profile, "train_load")
+        try:
+            st = jobs.job_status(runs, run)
+            if st.running and st.run_dir is not None and st.run_dir.name == run:
+                raise jobs.JobError(f"{run} is still running; load it when it has finished")
+            path = str(jobs.result_model(jobs.run_folder(runs, run or "")).resolve())
+            registry.get(path)
+        except StudioError as exc:
+            raise refuse(exc, "train_load") from None
+        gr.Info(f"loaded {label_of(path)}")
+        return path, gr.Dropdown(choices=[(label_of(k), k) for k in registry.choices()], value=path), \
+            registry.describe(path)
+
+    with gr.Tab("Train", id="train", visible=access.offered):
+        if access.why:
+            gr.Markdown(f"**Who may train:** {access.why}", elem_id="train-access")
+        if access.login:
+            gr.LoginButton()
+        with gr.Row():
+            program = gr.Radio([("whole pipeline", "pipeline"), ("GAN only", "gan"),
+                                ("U-Net for the selected model", "unet")], value="gan", label="program")
+            dataset = gr.Dropdown(jobs.list_datasets(data), value="synthetic", label="dataset",
+                                  info="synthetic, or a folder under the data root")
+            size = gr.Radio(list(SIZES), value=32, label="resolution",
+                            info="pipeline presets: 32 tiny, 64 cpu, 128 paper")
+        with gr.Row():
+            iters = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="GAN iterations",
+                              elem_id="iters")
+            unet_steps = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="U-Net steps")
+            ablation = gr.Radio(list(ABLATIONS), value="E", label="ablation (GAN only; pipeline = E)")
+            threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")
+        with gr.Row():
+            start_btn = gr.Button("Start", variant="primary")
+            stop_btn = gr.Button("Stop", variant="stop")
+            runs_dd = gr.Dropdown(initial_runs, value=next(iter(initial_runs), None), label="run",
+                                  allow_custom_value=False, scale=2)
+            resume_btn = gr.Button("Resume run")
+            load_btn = gr.Button("Load result into Explore / Segment")
+        first = status(jobs.job_status(runs)) if access.offered and not access.restricted else \
+            f"**Idle** — {access.why or 'training is disabled on this server'}"
+        status_md = gr.Markdown(first, elem_id="train-status")
+        with gr.Row():
+            plot = gr.Plot(label="losses and mask statistics (log.jsonl)", scale=3, elem_id="curves")
+            sample = output_image("latest samples: background, foreground, mask, image", scale=2)
+        tail = gr.Textbox(label="output", lines=6, max_lines=12, interactive=False)
+        seen = gr.State("")
+        timer = gr.Timer(POLL_S, active=access.offered)
+
+    start_btn.click(train_start, [model_state, program, dataset, size, iters, ablation, unet_steps, threads],
+                    [status_md, runs_dd], api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
+    stop_btn.click(train_stop, None, status_md, api_name="train_stop", concurrency_id="jobs")
+    resume_btn.click(train_resume, runs_dd, [status_md, runs_dd], api_name="train_resume", concurrency_id="jobs")
+    timer.tick(train_poll, [runs_dd, seen], [status_md, tail, plot, sample, seen], api_name="train_poll",
+               show_progress="hidden", trigger_mode="always_last", concurrency_id="poll")
+    load_btn.click(train_load, runs_dd, [model_state, model_dd, model_info], api_name="train_load")
+    if access.offered and access.restricted:  # the runs are listed per visitor, for those who may train
+        demo.load(train_view, None, [status_md, runs_dd], api_name="train_view", show_progress="hidden")
