@@ -6,7 +6,8 @@
 #   scripts/screen_features.sh ../shared/data/weizmann_horse /work/runs/screen64 30 B-paper B-projected
 #   scripts/screen_features.sh synthetic /work/runs/screen64-embedded 30 B-paper B-projected
 #
-# DATA_FOLDER "synthetic" screens the embedded data instead (cpu preset, scored on its test split).
+# DATA_FOLDER "synthetic" screens the embedded data instead (cpu preset, scored on its test split); that
+# screen is a sanity check (is the synthetic case still working?) and runs half of CORE_MINUTES.
 # The budget is in core-minutes of GAN training, turned into iterations by the single-thread speed of
 # each configuration (benchmarks/bench_features.py --sizes 64 --threads 1, width 12, batch 32), so that a
 # run stopped by a session's end resumes to the same length (rerun the same line: it resumes). The GAN's
@@ -15,6 +16,7 @@
 set -euo pipefail
 DATA=${1:?data folder}; OUT=${2:?output root}; MIN=${3:-30}; shift 3 || true
 RUNS=${*:-B-paper B-projected E-paper E-projected}
+if [ "$DATA" = synthetic ]; then MIN=$(python -c "print($MIN / 2)"); fi
 # seconds per iteration at 64², 1 thread (bench_features.py, 2026-12-06): the budget's exchange rate
 declare -A SPI=([B-paper]=0.51 [B-projected]=0.87 [E-paper]=1.10 [E-projected]=1.46)
 declare -A FLAGS=([B-paper]="--ablation B --disc paper" [B-projected]="--ablation B --disc projected"

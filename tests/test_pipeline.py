@@ -150,3 +150,22 @@ def test_resume_may_extend_the_budget_but_nothing_else(tmp_path: Path, capsys: p
     assert main(["--resume", "--out", str(out), "--unet-steps", "900", "--threads", "1", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["unet"]["steps"] == 900 and cfg["unet"]["lr_drop_step"] == saved.unet.lr_drop_step
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_with_pretrained_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--disc projected --perceptual effnet end to end: no RotNet, FD-Lite0 selection, D kind in the bundle."""
+    from elgan.bundle import load_model_bundle
+    from elgan.nets.projected import ProjectedDiscriminator
+    from training.pipeline import main
+
+    out = tmp_path / "run"
+    assert main(["--preset", "tiny", "--out", str(out), "--threads", "1", "--no-progress", "--disc", "projected",
+                 "--perceptual", "effnet", "--gan-iters", "6", "--unet-steps", "4"]) == 0
+    capsys.readouterr()
+    assert not (out / "gan" / "rotnet.safetensors").exists()
+    assert any("FD-Lite0" in line for line in (out / "gan" / "log.jsonl").read_text().splitlines())
+    bundle = load_model_bundle(out / "bundle.safetensors")
+    assert isinstance(bundle.discriminator, ProjectedDiscriminator)
+    saved = json.loads((out / "config.json").read_text())["gan"]
+    assert saved["discriminator"]["kind"] == "projected" and saved["perceptual"] == "effnet"
