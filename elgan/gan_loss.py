@@ -36,6 +36,24 @@ from .nets.phi import LatentTransform
 from .perturb import eps_to_params, sample_eps, transform_layers
 
 
+class Phase(NamedTuple):
+    """One alternating step of eq. (9): which optimiser, which loss terms, which networks it steps."""
+
+    optimiser: str  # the trainer's Adam for this phase
+    terms: tuple[str, ...]  # the loss terms summed into the phase's total (those the config enables)
+    steps: tuple[str, ...]  # the networks whose trainable parameters that optimiser holds, in order
+
+
+# Who steps what. E_x is D's category head: it learns c in D's phase from detached fakes (InfoGAN's
+# practice: only D's optimiser steps the shared trunk); G, Phi and E_pi step together in G's phase. D's
+# gradients left by the G phase are never applied: opt_d.zero_grad runs before the next D backward.
+PHASES: dict[str, Phase] = {
+    "D": Phase("opt_d", ("d_adv", "d_recover_c"), ("discriminator",)),
+    "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_equivariance",
+                         "g_moment_reg"), ("generator", "phi", "super_recovery")),
+}
+
+
 class FakeBatch(NamedTuple):
     c: torch.Tensor  # [N] private codes
     c_sup: torch.Tensor  # [N] super-categories

@@ -33,7 +33,7 @@ from .config import GanTrainConfig, from_dict, to_dict
 from .data import load_dataset, parse_spec
 from .data.augment import diff_augment, random_hflip, random_resized_crop
 from .fid import embed_batches, fd_between
-from .gan_loss import ElganLoss
+from .gan_loss import PHASES, ElganLoss
 from .instruments import background_minus_composite, build_instruments, fd_name, health_warning
 from .nets.discriminator import SuperCategoryRecovery, build_discriminator
 from .nets.generator import LayeredGenerator
@@ -87,9 +87,9 @@ class GanTrainer:
             self._to_fast_layout(net)
         self.precision.fp32_parametrizations(self.D, self.E_pi)  # spectral norm in fp32 under autocast
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam([*self.G.parameters(), *self.phi.parameters(), *self.E_pi.parameters()],
-                                      lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        # one Adam per phase, holding exactly the trainable parameters of the networks PHASES names
+        self.opt_d = torch.optim.Adam(self.phase_parameters("D"), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.phase_parameters("G"), lr=cfg.lr, betas=betas)
         self.scaler_d, self.scaler_g = self.precision.grad_scaler(), self.precision.grad_scaler()  # fp16 only
         self.step = 0
         self.best_fd: float | None = None
@@ -114,6 +114,15 @@ class GanTrainer:
         self._real_embedding: torch.Tensor | None = None
 
     # ---- pieces -----------------------------------------------------------------------------------
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trained networks by their checkpoint names (NETWORKS)."""
+        return dict(zip(NETWORKS, (self.G, self.D, self.E_pi, self.phi), strict=True))
+
+    def phase_parameters(self, phase: str) -> list[torch.nn.Parameter]:
+        """What PHASES[phase] steps: frozen weights (a projected D's random mixing) are not held."""
+        nets = self.networks()
+        return [p for name in PHASES[phase].steps for p in nets[name].parameters() if p.requires_grad]
 
     def _to_fast_layout(self, net: torch.nn.Module) -> None:
         """NHWC (channels_last) weights on CPU: oneDNN's convolutions at these small widths run the whole

@@ -234,3 +234,24 @@ def test_one_default_for_the_rampup():
     assert GanTrainConfig().loss.equi_rampup_iters == rampup_iters(GanTrainConfig().iters)
     given = gan_config(32, "E", iters=8100, loss_overrides={"equi_rampup_iters": 7})
     assert given.loss.equi_rampup_iters == 7
+
+
+@pytest.mark.parametrize("disc", ["paper", "projected"])
+def test_each_optimiser_holds_exactly_what_the_phase_table_names(disc, tmp_path):
+    from elgan.gan_loss import PHASES
+
+    tr = GanTrainer(tiny(iters=1, disc=disc), tmp_path, progress=False)
+    nets = tr.networks()
+    seen: set[int] = set()
+    for phase in PHASES.values():
+        held = {id(p) for group in getattr(tr, phase.optimiser).param_groups for p in group["params"]}
+        named = {id(p) for n in phase.steps for p in nets[n].parameters() if p.requires_grad}
+        assert held == named and not held & seen
+        seen |= held
+    trainable = {id(p) for net in nets.values() for p in net.parameters() if p.requires_grad}
+    assert seen == trainable  # every trainable weight is stepped by exactly one phase
+    logs = tr.train_step()
+    for name, phase in PHASES.items():
+        losses = {k for k in logs if k.startswith(name.lower() + "_") and k not in (
+            "d_real", "d_fake", "d_total", "g_total")}
+        assert losses <= set(phase.terms), losses - set(phase.terms)
