@@ -27,13 +27,29 @@ from elgan.studio import render, segment, ui
 from elgan.studio.access import TrainAccess, train_access
 from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
-CSS = ".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; }"
+CSS = (".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; } "
+       ".notation { font-size: 0.85em; opacity: 0.75; } #intro p { margin: 0.2em 0; } "
+       # a wide screen shows the Explore pictures right of the sliders; a narrow one stacks them on top
+       "@media (min-width: 768px) { .pictures-right { flex-direction: row-reverse; } } "
+       "@media (max-width: 767px) { #intro .notation, #model-info .notation { display: none; } } "
+       ".domain-warning { border-left: 4px solid #d97706; background: rgba(217, 119, 6, 0.12); "
+       "padding: 0.5em 0.75em; border-radius: 4px; }")
 LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "max_file_size": f"{segment.MAX_UPLOAD_BYTES // 1024**2}mb",
                                   # system fonts: no request to a font CDN (offline machines, quicker first paint)
                                   "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                                           font_mono=["ui-monospace", "monospace"])}
 EXAMPLES_DIR = Path(tempfile.gettempdir()) / "elgan-studio" / "examples"
 Z_LIMIT = 3.0
+VIEW_H, SMALL_H = 300, 150  # Explore's picture and mask, and its three layer views (px)
+MOVES = render.MOVE_NAMES  # plain words for the eps directions
+INTRO = """# ELGAN Studio
+**What you are looking at:** a generator that taught itself, from unlabelled pictures, to draw every scene as
+three layers -- a **background**, an **object** and a **mask** saying where the object is -- and a segmenter
+trained only on those drawings, which cuts the object out of an image. **Explore** the generator with the
+sliders, **Segment** an image of your own, find the generator's version of **your photo** and edit it, or
+**Train** a new model.
+<span class="notation">Notation (Yang et al., *Equivariant Layered GANs*): x = (1 − π)·x_b + π·x_f, with
+G(z, c) → background x_b, foreground x_f, mask π; the segmenter is F_θ.</span>"""
 
 
 ui.install_atomic_image_cache()  # Gradio's output-image cache, made safe for concurrent visitors
@@ -68,6 +84,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                                                         Path(key).stem + "-generated")
             except StudioError:  # a broken file: the selector reports it when chosen; no examples from it
                 continue
+    segment.warm_domain_check(registry)  # builds the feature net in a thread if a loaded model checks uploads
 
     # ---- handlers: thin adapters from widgets to elgan.studio; StudioError -> a message in the UI ----
 
@@ -87,13 +104,15 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         g = m.generator.cfg
         sup, sub = divmod(int(c), g.group_size)
         missing = [n for n, v in eps.items() if v and n not in m.perturb.eps_names]
-        text = (f"c = {int(c)} → c_sup = {int(c)} // {g.group_size} = **{sup}** (member {sub} of its "
-                f"super-category) · mask area {100 * float(layers.mask.mean()):.0f}%")
+        text = (f"shape group **{sup}**, appearance {sub + 1} of {g.group_size} in it · the object covers "
+                f"{100 * float(layers.mask.mean()):.0f}% of the picture "
+                f"<span class='notation'>(c = {int(c)}, c_sup = c // {g.group_size} = {sup})</span>")
         if missing or (m.phi is None and any(eps.values())):
-            text += f" · ignored (not in this model): {', '.join(missing) or 'all directions (no Phi)'}"
+            text += f" · ignored (not in this model): {', '.join(missing) or 'all moves (no Phi)'}"
         if diff is not None:
-            text += (f"\n\nleft: Φ-walk G(z + Φ(ε), c) · middle: true transform T_ε^X G(z, c) · right: "
-                     f"|difference|, mean {diff:.3f} (0 = perfectly equivariant)")
+            text += (f"\n\nleft: the slider's walk · middle: the layers moved directly · right: the "
+                     f"difference, mean {diff:.3f} (0 = the walk makes exactly the move) "
+                     "<span class='notation'>(G(z + Φ(ε), c) | T_ε^X G(z, c) | |difference|)</span>")
         return (views["background"], views["foreground"], views["mask"], views["image"], views["cutout"],
                 panel, text)
 
@@ -117,9 +136,10 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                                                direction, with_true=with_true)
         except StudioError as exc:
             raise ui.refuse(exc, "strip") from None
-        rows = "top: Φ-walk G(z + Φ(t·e), c)" + ("; bottom: true transform T^X" if with_true else "")
-        return image, (f"{direction}: t = {', '.join(f'{t:+.2f}' for t in ts)}. {rows}. Green bar: inside "
-                       "the training range [-1, 1]; grey: extrapolated (Fig. 7).")
+        rows = "top: the generator's walk G(z + Φ(t·e), c)" + \
+            ("; bottom: the layers moved directly (T^X)" if with_true else "")
+        return image, (f"{MOVES.get(direction, direction)} ({direction}): t = {', '.join(f'{t:+.2f}' for t in ts)}. "
+                       f"{rows}. Green bar: inside the range it learnt, [-1, 1]; grey: extrapolated (Fig. 7).")
 
     def select_model(choice: str, current: str, c: float) -> tuple[Any, ...]:
         """Load the chosen bundle; on failure keep the previous one selected and say why."""
@@ -141,69 +161,80 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         try:
             path = segment.upload_path(upload)
             if path is None:
-                return None, None, None, None, "Drop, paste or pick an image above."
+                return None, None, None, None, "Drop, paste or pick an image above.", ""
             image = segment.read_upload(path, label=name)
             m = registry.get(model)
             seg = segment.segment(m, image, float(threshold))
             replaced = segment.replace_background(m, image, seg.alpha, int(bg_seed or 0))
+            check = segment.domain_check(m, image, path)
         except StudioError as exc:
             raise ui.refuse(exc, "segment") from None
         w, h = image.size
-        text = (f"{name or 'image'}: processed at {w}×{h} px (longer side ≤ {segment.WORK_SIDE}) · foreground "
+        text = (f"{name or 'image'}: processed at {w}×{h} px (longer side ≤ {segment.WORK_SIDE}) · object "
                 f"{100 * float((seg.probability > threshold).mean()):.0f}% of the image"
-                + (" · **untrained model: the mask is meaningless**" if model == UNTRAINED else ""))
-        return seg.mask, seg.overlay, seg.cutout, replaced, text
+                + (" · **untrained model: the mask is meaningless**" if model == UNTRAINED else "")
+                + (f" · {check.note}" if check is not None else ""))
+        return seg.mask, seg.overlay, seg.cutout, replaced, text, segment.warning_text(check)
 
     # ---- layout --------------------------------------------------------------------------------------
 
     with gr.Blocks(title="ELGAN Studio") as demo:
-        gr.Markdown("# ELGAN Studio\nUnsupervised foreground-background segmentation with an Equivariant "
-                    "Layered GAN: x = (1 − π)·x_b + π·x_f, with G(z, c) → background, foreground, mask.")
+        gr.Markdown(INTRO, elem_id="intro")
         model_state = gr.State(start_model)
-        with gr.Row():
-            model_dd = gr.Dropdown(_model_choices(registry), value=start_model, label="Model", scale=4,
-                                   info="bundles in checkpoints/ and finished runs")
-            refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
-        model_info = gr.Markdown(registry.describe(start_model))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=240):
+                model_dd = gr.Dropdown(_model_choices(registry), value=start_model, label="Model",
+                                       info="bundles in checkpoints/ and finished runs")
+                refresh = gr.Button("↻ Refresh list", size="sm")
+            with gr.Column(scale=5, min_width=300):
+                model_info = gr.Markdown(registry.describe(start_model), elem_id="model-info")
 
         with gr.Tab("Explore", id="explore"):
-            with gr.Row():
-                with gr.Column(min_width=260):
-                    with gr.Row():
-                        seed = gr.Number(0, label="seed of z", precision=0, minimum=0, maximum=render.MAX_SEED,
-                                         scale=3, elem_id="seed")
-                        rand = gr.Button("random z", scale=1, min_width=90)
-                    zs = [gr.Slider(-Z_LIMIT, Z_LIMIT, 0, step=0.05, label=f"z[{d}] offset")
-                          for d in render.Z_DIMS]
-                with gr.Column(min_width=260):
-                    c = ui.code_slider(gcfg.n_categories, label="c (category)", elem_id="c",
-                                       info="private code: foreground appearance")
-                    c_sup = ui.code_slider(gcfg.n_super, label="c_sup = c // group (super-category)",
-                                           elem_id="c_sup",
-                                           info="mask shape; moving it sets c = group·c_sup + c % group")
-                    compare = gr.Checkbox(False, label="compare Φ-walk with the true transform T_ε^X")
+            # pictures first in the page (on a phone they stack above the sliders), shown on the right on a
+            # wide screen (.pictures-right reverses the row), so every slider move is seen without scrolling
+            with gr.Row(elem_classes="pictures-right"):
+                with gr.Column(scale=6, min_width=300):
+                    with gr.Row(equal_height=True):
+                        out_image = _image("picture (composite x)", elem_id="composite", height=VIEW_H)
+                        out_mask = _image("mask (π): white = object", elem_id="mask", height=VIEW_H)
                     caption = gr.Markdown(elem_classes="caption", elem_id="explore-caption")
-                with gr.Column(min_width=260):
-                    eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05, label=f"ε {name}",
-                                     info="latent walk Φ(ε); training covered [-1, 1]", elem_id=f"eps-{name}")
+                    with gr.Row(equal_height=True):
+                        out_bg = _image("background (x_b)", height=SMALL_H)
+                        out_fg = _image("object layer (x_f)", height=SMALL_H)
+                        out_cut = _image("object cut out (RGBA)", height=SMALL_H)
+                with gr.Column(scale=5, min_width=300):
+                    gr.Markdown("**Move the object** with the generator's own walk "
+                                "<span class='notation'>Φ(ε); it learnt −1 … 1, beyond that it "
+                                "extrapolates</span>", elem_classes="caption")
+                    eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05,
+                                     label=f"{MOVES[name]} ({name})", elem_id=f"eps-{name}")
                            for name in render.DIRECTIONS]
-            with gr.Row(equal_height=True):
-                out_image = _image("composite x", elem_id="composite")
-                out_mask = _image("mask π", elem_id="mask")
-                out_cut = _image("foreground cut-out (RGBA)")
-                out_bg = _image("background x_b")
-                out_fg = _image("foreground x_f")
-            out_cmp = _image("Φ-walk G(z + Φ(ε), c) | true transform T_ε^X G(z, c) | |difference|", visible=False,
-                             height=280, elem_id="compare")
-            with gr.Accordion("Grids (Fig. 6) and direction strips (Fig. 7)", open=True):
+                    c = ui.code_slider(gcfg.n_categories, label="appearance (c)", elem_id="c",
+                                       info="the object's colours and texture · c: the paper's category code")
+                    c_sup = ui.code_slider(gcfg.n_super, label="shape group (c_sup)", elem_id="c_sup",
+                                           info="the object's outline · c_sup = c // group size")
+                    with gr.Row(equal_height=True):
+                        seed = gr.Number(0, label="scene (random seed of z)", precision=0, minimum=0,
+                                         maximum=render.MAX_SEED, scale=3, elem_id="seed")
+                        rand = gr.Button("random scene", scale=1, min_width=90)
+                    compare = gr.Checkbox(False, label="compare the walk with moving the layers directly "
+                                          "(Φ-walk vs T_ε^X)", elem_id="compare-box")
+                    with gr.Accordion("fine variation of the scene (z[0..4] offsets)", open=False):
+                        zs = [gr.Slider(-Z_LIMIT, Z_LIMIT, 0, step=0.05, label=f"z[{d}] offset")
+                              for d in render.Z_DIMS]
+            out_cmp = _image("walk G(z + Φ(ε), c) | layers moved directly T_ε^X G(z, c) | difference",
+                             visible=False, height=280, elem_id="compare")
+            with gr.Accordion("More pictures: grids of variations and strips along one move (paper Fig. 6, 7)",
+                              open=True):
                 with gr.Row():
-                    grid_mode = gr.Radio(list(render.GRID_MODES), value=render.GRID_MODES[0], label="grid",
-                                         scale=3)
+                    grid_mode = gr.Radio(list(render.GRID_MODES), value=render.GRID_MODES[0],
+                                         label="grid (c: appearance, c_sup: shape group, z: scene)", scale=3)
                     grid_btn = gr.Button("Render grid", scale=1)
-                grid_out = _image("rows: background, foreground, mask, image", elem_id="grid")
+                grid_out = _image("rows: background, object, mask, picture", elem_id="grid")
                 with gr.Row():
-                    direction = gr.Dropdown(list(render.DIRECTIONS), value="tx", label="direction", scale=2)
-                    with_true = gr.Checkbox(True, label="add the true transform row", scale=2)
+                    direction = gr.Dropdown([(f"{MOVES[n]} ({n})", n) for n in render.DIRECTIONS], value="tx",
+                                            label="move", scale=2)
+                    with_true = gr.Checkbox(True, label="add a row with the layers moved directly", scale=2)
                     strip_btn = gr.Button("Render strip", scale=1)
                 strip_out = _image("strip (download: PNG)", elem_id="strip")
                 strip_caption = gr.Markdown()
@@ -214,9 +245,12 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                                   label=f"image (drop, paste or click; any size or mode, ≤ "
                                         f"{segment.MAX_UPLOAD_BYTES // 1024**2} MB)", elem_id="upload")
                 with gr.Column():
-                    threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="threshold on F_θ's probability")
+                    seg_warning = gr.Markdown(elem_id="seg-warning")
+                    threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="mask threshold",
+                                          info="how sure the segmenter must be that a pixel is object "
+                                               "(its probability F_θ)")
                     with gr.Row():
-                        bg_seed = gr.Number(0, label="seed of the new background", precision=0, minimum=0,
+                        bg_seed = gr.Number(0, label="new background (random seed)", precision=0, minimum=0,
                                             maximum=render.MAX_SEED)
                         bg_rand = gr.Button("random", min_width=80, scale=0)
                     seg_btn = gr.Button("Segment", variant="primary")
@@ -224,10 +258,10 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
                         "(synthetic test scenes incl. 16-bit grey and RGBA, and each shipped model's samples)")
             with gr.Row():
-                seg_mask = _image("mask", elem_id="seg-mask")
+                seg_mask = _image("mask (white = object)", elem_id="seg-mask")
                 seg_overlay = _image("overlay")
-                seg_cut = _image("cut-out (RGBA PNG)", elem_id="seg-cutout")
-                seg_new = _image("background replaced by G_b(z)")
+                seg_cut = _image("object cut out (RGBA PNG)", elem_id="seg-cutout")
+                seg_new = _image("object over a generated background (G_b(z))")
 
         ui.photo_tab(registry, model_state, examples, gcfg.n_categories, gcfg.n_super)  # "Your photo": inversion
 
@@ -253,10 +287,11 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         refresh.click(refresh_models, model_state, model_dd, api_name="refresh_models", queue=False)
         # a new upload clears the last image's caption in the browser (no request), so a refused upload does
         # not leave the previous image's caption under the error
-        upload.change(None, None, seg_caption, js="() => ''", show_progress="hidden")
+        upload.change(None, None, [seg_caption, seg_warning], js="() => ['', '']", show_progress="hidden")
         # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
         gr.on([upload.change, seg_btn.click, threshold.release, bg_seed.change, model_state.change], run_segment,
-              [model_state, upload, threshold, bg_seed], [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption],
+              [model_state, upload, threshold, bg_seed],
+              [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption, seg_warning],
               api_name="segment", preprocess=False, trigger_mode="always_last", concurrency_limit=1)
         bg_rand.click(lambda: random.randint(0, 99_999), None, bg_seed, api_name="random_background", queue=False)
     demo.queue(default_concurrency_limit=concurrency)

@@ -5,9 +5,11 @@ A bundle is rebuilt from the file alone -- each network from the JSON config sto
 without any flag, and a file that does not fit fails with a message that says what is wrong rather
 than a raw state-dict error (the most common complaint in GAN demos' issue trackers).
 
-Networks in the file: ``generator`` (required), ``phi``, ``unet``, ``discriminator`` (optional).
-Configs: ``generator``, ``phi``, ``perturb``, ``unet``, ``discriminator``; metadata: free-form JSON
-(metrics, preset, data, wall times) plus ``unet_size``, the resolution the U-Net was trained at.
+Networks in the file: ``generator`` (required), ``phi``, ``unet``, ``discriminator`` (optional), and
+``domain``: tensors only, the statistics of the training images that tell an upload unlike them
+(``elgan.domain``; optional: older bundles load without it and never warn). Configs: ``generator``,
+``phi``, ``perturb``, ``unet``, ``discriminator``; metadata: free-form JSON (metrics, preset, data, wall
+times) plus ``unet_size``, the resolution the U-Net was trained at.
 GAN-trainer checkpoints (which add ``super_recovery`` and a ``train`` config) load as bundles too.
 """
 
@@ -31,6 +33,8 @@ from .config import (
     UNetConfig,
     from_dict,
 )
+from .domain import ENTRY as DOMAIN_ENTRY
+from .domain import DomainError, DomainStats
 from .nets.discriminator import Discriminator, build_discriminator
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
@@ -50,6 +54,7 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)  # metrics, preset, data, wall times, ...
     path: str = ""  # file it was loaded from
     unet_size: int | None = None  # resolution the U-Net was trained at (inputs are resized to it)
+    domain: DomainStats | None = None  # feature statistics of the training images (elgan.domain), if stored
 
     @property
     def size(self) -> int:
@@ -73,6 +78,17 @@ def _build(bundle: Bundle, name: str, cls: type[M], cfg: Any, device: str | torc
     except RuntimeError as exc:  # anything load_state_dict still rejects
         raise CheckpointError(f"{bundle.path}: network {name!r} does not load: {exc}") from exc
     return net.to(device).eval()
+
+
+def domain_of(bundle: Bundle) -> DomainStats | None:
+    """The stored training-image statistics, None when the file has none; a malformed entry is refused
+    like any other malformed network (the file was edited by hand or is damaged)."""
+    if not bundle.has(DOMAIN_ENTRY):
+        return None
+    try:
+        return DomainStats.from_tensors(bundle.state_dict(DOMAIN_ENTRY))
+    except DomainError as exc:
+        raise CheckpointError(f"{bundle.path}: {exc}") from None
 
 
 def unet_size_of(bundle: Bundle) -> int | None:
@@ -118,18 +134,19 @@ def load_model_bundle(path: str | os.PathLike, device: str | torch.device = "cpu
         if bundle.has("discriminator") else None
     return ModelBundle(generator=generator, phi=phi, perturb=perturb, unet=unet, discriminator=disc,
                        metadata=dict(bundle.metadata), path=str(path),
-                       unet_size=unet.input_size if unet is not None else None)
+                       unet_size=unet.input_size if unet is not None else None, domain=domain_of(bundle))
 
 
 def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi: LatentTransform | None,
                       perturb_cfg: PerturbConfig, unet: UNet | None = None,
                       discriminator: Discriminator | None = None, metadata: dict[str, Any] | None = None,
-                      half: bool = False, unet_size: int | None = None) -> None:
+                      half: bool = False, unet_size: int | None = None, domain: DomainStats | None = None) -> None:
     """Write the networks with their configs (atomically); `half` stores fp16 weights (half the size).
 
-    `unet_size` defaults to the U-Net's input_size, else the generator's resolution.
+    `unet_size` defaults to the U-Net's input_size, else the generator's resolution. `domain` statistics
+    stay fp32 even with `half`: they are small, and their variances span more than fp16 holds well.
     """
-    networks: dict[str, nn.Module] = {"generator": generator}
+    networks: dict[str, nn.Module | dict[str, torch.Tensor]] = {"generator": generator}
     configs: dict[str, Any] = {"generator": generator.cfg, "perturb": perturb_cfg}
     meta = dict(metadata or {})
     if phi is not None:
@@ -139,7 +156,9 @@ def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi:
         meta["unet_size"] = unet_size or unet.input_size or generator.cfg.size
     if discriminator is not None:
         networks["discriminator"], configs["discriminator"] = discriminator, discriminator.cfg
-    save_bundle(path, networks, configs, meta, half=half)
+    if domain is not None:
+        networks[DOMAIN_ENTRY] = domain.tensors()
+    save_bundle(path, networks, configs, meta, half=half, keep_full=(DOMAIN_ENTRY,))
 
 
 def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, out: str | os.PathLike,
@@ -172,5 +191,6 @@ def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, o
     if metrics is not None:
         meta["metrics"] = metrics
     meta.update(extra or {})
-    save_model_bundle(out, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator, meta, half=half)
+    save_model_bundle(out, gan.generator, gan.phi, gan.perturb, unet, gan.discriminator, meta, half=half,
+                      domain=gan.domain)  # the same training images: their statistics still hold
     return metrics

@@ -107,15 +107,17 @@ def _tensor_dict(net: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str,
 
 def save_bundle(path: str | os.PathLike, networks: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]],
                 configs: Mapping[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
-                half: bool = False) -> None:
-    """Save named networks (modules or state dicts) with their configs; `half` stores floats as fp16."""
+                half: bool = False, keep_full: Iterable[str] = ()) -> None:
+    """Save named networks (modules or state dicts) with their configs; `half` stores fp32 floats as fp16,
+    except in the networks named in `keep_full` (small statistics that fp16 would round badly)."""
+    keep = set(keep_full)
     tensors: dict[str, torch.Tensor] = {}
     for name, net in networks.items():
         if "." in name or not name:
             raise ValueError(f"network name must be non-empty and contain no '.', got {name!r}")
         for key, t in _tensor_dict(net).items():
             t = t.detach().to("cpu")
-            if half and t.is_floating_point() and t.dtype == torch.float32:
+            if half and name not in keep and t.is_floating_point() and t.dtype == torch.float32:
                 t = t.half()
             tensors[f"{name}.{key}"] = t.contiguous().clone()
     header = {

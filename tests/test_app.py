@@ -63,14 +63,22 @@ def test_every_event_is_named(served) -> None:
     api = connect(served[0]).view_api(return_format="dict", print_info=False)
     names = set(api["named_endpoints"])
     assert {"/explore", "/grid", "/strip", "/segment", "/select_model", "/c_to_csup", "/csup_to_c",
-            "/train_start", "/train_stop", "/train_resume", "/train_poll", "/train_load"} <= names
+            "/train_start", "/train_stop", "/train_resume", "/train_poll", "/train_load", "/train_view",
+            "/train_show_counts"} <= names
     assert not api["unnamed_endpoints"]
+
+
+def test_train_settings_follow_the_program(client: Client) -> None:
+    """GAN iterations, U-Net steps and the ablation letter show only for the programs that use them."""
+    shown = {p: [u.get("visible") for u in client.predict(p, api_name="/train_show_counts")]
+             for p in ("gan", "unet", "pipeline")}
+    assert shown == {"gan": [True, False, True], "unet": [False, True, False], "pipeline": [True, True, False]}
 
 
 def test_explore(client: Client) -> None:
     bg, fg, mask, image, cutout, cmp, caption = client.predict(**EXPLORE_DEFAULTS, api_name="/explore")
     assert [_png(p).shape for p in (bg, fg, mask, image, cutout)] == [(256, 256, 3)] * 4 + [(256, 256, 4)]
-    assert cmp is None and "c_sup = 12 // 10 = **1**" in caption
+    assert cmp is None and "shape group **1**" in caption and "c_sup = c // 10 = 1" in caption
     *_, cmp, caption = client.predict(**{**EXPLORE_DEFAULTS, "tx": 2.0, "compare": True}, api_name="/explore")
     assert _png(cmp).shape == (256, 3 * 256 + 8, 3) and "difference" in caption
     assert client.predict(37, api_name="/c_to_csup") == 3
@@ -99,10 +107,10 @@ def test_segment(served, client: Client, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     rgba = np.random.default_rng(0).integers(0, 255, (90, 120, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(photo)
-    mask, overlay, cutout, replaced, caption = _segment(client, photo)
+    mask, overlay, cutout, replaced, caption, warning = _segment(client, photo)
     assert _png(mask).shape == (90, 120, 3) and _png(overlay).shape == (90, 120, 3)
     assert _png(cutout).shape == (90, 120, 4) and _png(replaced).shape == (90, 120, 3)
-    assert "120×90" in caption
+    assert "120×90" in caption and warning == ""  # the tiny bundle stores no statistics: no check, no warning
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     with pytest.raises(AppError, match="not a readable image"):
@@ -141,7 +149,7 @@ def test_train_finish_load_stop_resume(served, client: Client) -> None:
     with pytest.raises(AppError, match="already running"):
         client.predict("gan", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
     final = _wait(client, run, "finished")
-    assert "GAN step 5" in final
+    assert "GAN: 5 steps" in final
     poll = client.predict(run, api_name="/train_poll")
     assert "finished" in poll[0]
     model, info = client.predict(run, api_name="/train_load")

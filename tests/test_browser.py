@@ -1,9 +1,11 @@
 """One real-browser pass over the app: headless Chromium (Debian's package) driven by Playwright.
 
-Moves a slider and checks the layers were re-rendered, picks an example and uploads an image and checks
-the mask came back at the image's size, inverts an uploaded image in the Your-photo tab and edits it with a Phi
-slider, runs a 5-iteration training from the Train tab, and saves a screenshot of each tab (explore.png,
-segment.png, photo.png, train.png) into a temporary folder, so a test run never rewrites the committed ones.
+Checks the Explore pictures are in the first screen beside the sliders at 1366x768 and 1920x1080 (stacked
+on a phone), moves a slider and checks the layers were re-rendered, picks an example and uploads an image
+and checks the mask came back at the image's size, inverts an uploaded image in the Your-photo tab and edits
+it with a Phi slider, runs a 5-iteration training from the Train tab, and saves a screenshot of each tab
+(explore.png, segment.png, photo.png, train.png, explore-WxH.png) into a temporary folder, so a test run
+never rewrites the committed ones.
 
 To refresh docs/screenshots/ with a trained model:
     ELGAN_SCREENSHOT_BUNDLE=checkpoints/default.safetensors ELGAN_SCREENSHOT_DIR=docs/screenshots \
@@ -83,6 +85,33 @@ def _src(page, selector: str) -> str | None:
     return img.get_attribute("src") if img.count() else None
 
 
+@pytest.mark.parametrize("width, height", [(1366, 768), (1920, 1080), (390, 844)])
+def test_explore_pictures_in_view_beside_the_sliders(page, shots: Path, width: int, height: int) -> None:
+    """The composite and the mask are in the first screen, at least ~256 px, next to the sliders on a laptop
+    or desktop screen; on a phone (390 px) the columns stack, pictures first, sliders below."""
+    view = page.context.browser.new_page(viewport={"width": width, "height": height})
+    try:
+        view.goto(page.url)
+        view.wait_for_selector("#composite img")
+        view.wait_for_selector("#mask img")
+        view.wait_for_timeout(300)  # let the layout settle
+        assert view.evaluate("window.scrollY") == 0
+        boxes = {sel: view.locator(sel).bounding_box() for sel in ("#composite img", "#mask img")}
+        slider = view.locator("#eps-tx").bounding_box()
+        view.screenshot(path=str(shots / f"explore-{width}x{height}.png"))
+        for sel, box in boxes.items():
+            assert box is not None, sel
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (sel, box)
+            if width >= 1024:  # the whole picture in the first screen, beside the sliders
+                assert box["y"] >= 0 and box["y"] + box["height"] <= height + 0.5, (sel, box)
+                assert min(box["width"], box["height"]) >= 240, (sel, box)
+                assert slider is not None and slider["x"] + slider["width"] <= box["x"], (slider, box)
+            else:  # a phone: pictures on top, the sliders below them
+                assert slider is not None and slider["y"] > box["y"] + box["height"], (slider, box)
+    finally:
+        view.close()
+
+
 def test_explore_slider_rerenders(page, shots: Path) -> None:
     page.wait_for_selector("#composite img")
     before = _src(page, "#composite")
@@ -90,7 +119,7 @@ def test_explore_slider_rerenders(page, shots: Path) -> None:
     page.wait_for_function("() => document.querySelector('#explore-caption').innerText.includes('c = 57')")
     page.wait_for_function(f"() => document.querySelector('#composite img').getAttribute('src') !== {before!r}")
     assert page.locator("#c_sup input[type=number]").input_value() == "5"  # c_sup = c // 10 followed
-    page.get_by_label("compare Φ-walk with the true transform T_ε^X").check()
+    page.locator("#compare-box input[type=checkbox]").check()
     page.locator("#eps-tx input[type=range]").fill("1.5")
     page.wait_for_selector("#compare img")
     page.wait_for_function("() => document.querySelector('#explore-caption').innerText.includes('difference')")

@@ -335,7 +335,7 @@ def _png(path: str) -> np.ndarray:
 
 
 def _still_serving(client: Client, tmp_path: Path) -> None:
-    mask, _, cutout, _, caption = _segment(client, _write(tmp_path / "ok.png", encoded(photo(), "PNG")))
+    mask, _, cutout, _, caption, _ = _segment(client, _write(tmp_path / "ok.png", encoded(photo(), "PNG")))
     assert _png(mask).shape == (60, 90, 3) and "90×60" in caption
 
 
@@ -362,7 +362,7 @@ def test_app_segments_odd_modes_in_the_right_orientation(served, tmp_path: Path)
     path = exif_jpeg(tmp_path / "phone.jpg", 6)
     with Image.open(path) as raw:
         shown = np.asarray(raw.convert("RGB").transpose(Image.Transpose.ROTATE_270))
-    mask, overlay, cutout, replaced, caption = _segment(client, path)
+    mask, overlay, cutout, replaced, caption, _ = _segment(client, path)
     assert _png(mask).shape == (90, 60, 3) and "60×90" in caption
     assert np.array_equal(_png(cutout)[..., :3], shown)  # the lossless cut-out holds the displayed pixels
     grey_path, grey_expected = _grey16(tmp_path / "grey16.png")

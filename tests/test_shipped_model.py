@@ -44,3 +44,22 @@ def test_default_unet_segments_the_embedded_test_split(bundle) -> None:
     assert scores.n == 200
     assert scores.iou > 0.8 and scores.acc > 0.93, scores  # the full split: see checkpoints/README.md
     assert abs(scores.iou - stored["iou"]) < 0.05  # the numbers the app shows describe this U-Net
+
+
+def test_shipped_bundles_warn_about_uploads_unlike_their_training_images(bundle) -> None:
+    """The statistics written by training.domain_stats (docs/domain_check.md): the app's synthetic examples
+    pass the default model's check, and the horse model flags them."""
+    from PIL import Image
+
+    from elgan.data.synthetic import render_synthetic
+    from elgan.domain import image_distance
+
+    scenes = [Image.fromarray(render_synthetic("test", i, 128)[0]) for i in range(3)]
+    assert bundle.domain is not None and bundle.metadata["domain"]["threshold"] == pytest.approx(
+        bundle.domain.threshold)
+    assert all(not bundle.domain.is_unlike(image_distance(bundle.domain, s)) for s in scenes)
+    assert "synthetic scenes" in bundle.metadata["about"]["trained_on"]
+    horse = DEFAULT.parent / "horse.safetensors"
+    if horse.is_file():
+        stats = load_model_bundle(horse).domain
+        assert stats is not None and all(stats.is_unlike(image_distance(stats, s)) for s in scenes)

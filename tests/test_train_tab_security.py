@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from elgan.studio import access, jobs
+from elgan.studio import access, jobs, progress
 from elgan.studio.registry import ModelError
 
 HOSTILE_TEXT = ["../etc", "..", "/etc", "/", "horses/../../etc", "horses/", "./horses", "~", "escape",
@@ -305,8 +305,8 @@ def test_visitors_see_names_never_paths_or_pids(tmp_path: Path) -> None:
     assert "00003-gan-horses-32-E/best.safetensors" in tail and "module.py" in tail and "12 img/s" in tail
     for st in (jobs.JobStatus(True, run, pid=4242, message="running"),
                jobs.JobStatus(False, run, pid=4242, returncode=0, message="finished")):
-        line = jobs.status_line(st, "GAN step 3")
-        assert "4242" not in line and "pid" not in line and str(tmp_path) not in line and run.name in line
+        for line in (progress.status_line(st, "GAN step 3"), progress.job_line(st, "gan")):  # job_line: + stage
+            assert "4242" not in line and "pid" not in line and str(tmp_path) not in line and run.name in line
     from elgan.bundle import save_model_bundle
     from elgan.config import GeneratorConfig, PerturbConfig
     from elgan.nets.generator import LayeredGenerator

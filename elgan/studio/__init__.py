@@ -2,7 +2,8 @@
 
 * registry.py  models discovered on disk, loaded once, shared read-only; LRU caches of layers
 * render.py    Explore: layers of G(z, c), Phi-walk vs true transform, Fig. 6 grids, Fig. 7 strips
-* segment.py   Segment: safe reading of uploads, U-Net masks, cut-outs, generated backgrounds, examples
+* segment.py   Segment: safe reading of uploads, U-Net masks, cut-outs, generated backgrounds, examples, and
+               the warning for uploads unlike the model's training images (elgan/domain.py)
 * invert.py    Your photo: a photo inverted into G (elgan/invert.py), its layers, Phi / c edits of its codes
 * ui.py        gradio layout of the Your-photo and Train tabs (imported by app.py only: the one gradio import
                here), and how a refused request is reported
@@ -10,6 +11,7 @@
 * access.py    Train: who may train (a Hugging Face Space is off by default, then an allow-list), and what a
                visitor sees of the server (names, never paths or process ids)
 * curves.py    Train: curves and samples read from the runs' log.jsonl and samples/
+* progress.py  Train: which stage a job is in and what it does, in plain words, read off its run folder
 """
 
 from .registry import UNTRAINED, ModelError, ModelRegistry, StudioError, discover_models, untrained_bundle

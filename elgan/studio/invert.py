@@ -27,7 +27,7 @@ from ..invert import Inversion, InversionConfig, Progress, invert
 from ..nets.generator import Layers
 from ..visualize import to_uint8
 from .registry import StudioError
-from .render import VIEW_PX, check_category, eps_vector, layer_views, true_transform, upscale, walk
+from .render import MOVE_NAMES, VIEW_PX, check_category, eps_vector, layer_views, true_transform, upscale, walk
 
 # A reconstruction is called poor when it reproduces less than MIN_EXPLAINED of the photo's pixel
 # variation (distances["explained"] = 1 - MSE / the photo's variance) and is not already within
@@ -71,7 +71,8 @@ def is_poor(result: Inversion) -> bool:
 def describe(result: Inversion, group_size: int) -> str:
     """One Markdown line: the codes, the distances, the time, and a warning when the match is poor."""
     d = result.distances
-    text = (f"c = **{result.c}** (c_sup = {result.c} // {group_size} = {result.c_sup}) · reproduces "
+    text = (f"shape group **{result.c_sup}**, appearance {result.c % group_size + 1} of {group_size} "
+            f"<span class='notation'>(c = {result.c}, c_sup = {result.c_sup})</span> · reproduces "
             f"**{100 * max(d['explained'], 0):.0f}%** of the photo's variation · mean pixel error "
             f"{d['pixel_mae']:.3f} · perceptual {d['perceptual']:.3f} · ‖z‖²/dim {d['z_norm2']:.2f} · "
             f"{steps_text(result)} in {result.seconds:.1f} s")
@@ -144,13 +145,15 @@ def edit_caption(model: ModelBundle, state: Mapping[str, Any], c: int, eps: Mapp
     g = model.generator.cfg
     active = {k: v for k, v in eps.items() if v}
     unused = [k for k in active if model.phi is None or k not in model.perturb.eps_names]
-    text = (f"edit of the inverted codes: c {state['c']} → **{c}** (c_sup {c // g.group_size}) · "
-            + (", ".join(f"ε {k} {v:+.2f}" for k, v in active.items()) or "no walk"))
+    text = (f"edit of your photo's codes: appearance c {state['c']} → **{c}** (shape group "
+            f"{c // g.group_size}) · " + (", ".join(f"{MOVE_NAMES.get(k, k)}: ε {k} {v:+.2f}"
+                                                   for k, v in active.items()) or "no move"))
     if unused:
         text += f" · ignored (not in this model): {', '.join(unused)}"
     if walked is not None and moved is not None and active:
-        text += (f" · Φ walk vs moved layers: mean |difference| {float((walked - moved).abs().mean()):.3f} "
-                 "(0 = Φ does exactly the move; large = Φ has not learned it)")
+        text += (f" · the walk vs the layers moved directly (Φ walk vs moved layers): mean |difference| "
+                 f"{float((walked - moved).abs().mean()):.3f} (0 = the walk makes exactly the move; large = "
+                 "it has not learnt it)")
     return text
 
 

@@ -374,15 +374,6 @@ def output_tail(run: Path, lines: int = 15) -> str:
     return scrub_paths("\n".join(text.splitlines()[-lines:]), [run.parent, REPO_ROOT])
 
 
-def status_line(st: JobStatus, progress: str = "") -> str:
-    """The Train tab's status in Markdown: the run's name and state, never a process id or a path."""
-    if st.run_dir is None:
-        return f"**Idle** — {st.message}"
-    head = f"**Running** `{st.run_dir.name}`" if st.running \
-        else f"**Idle** — last run `{st.run_dir.name}`: {st.message}"
-    return head + (f" · {progress}" if progress else "")
-
-
 def result_model(run: Path) -> Path:
     """The model a finished run produced, ready for the model selector.
 

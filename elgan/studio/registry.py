@@ -112,6 +112,22 @@ def label_of(key: str) -> str:
     return p.name if p.parent.name == "checkpoints" else f"{p.parent.name}/{p.name}"
 
 
+def trained_on(metadata: dict[str, Any]) -> str:
+    """What a model learnt from, in plain words: the bundle's own ``about.trained_on`` (written by
+    ``python -m training.domain_stats --trained-on``), else read off its data spec."""
+    about = metadata.get("about")
+    if isinstance(about, dict) and isinstance(about.get("trained_on"), str) and about["trained_on"].strip():
+        return about["trained_on"].strip()
+    spec = metadata.get("data")
+    if not isinstance(spec, str) or not spec:
+        return "unknown images (the bundle does not say)"
+    kind, _, _ = spec.partition(":")
+    if kind == "synthetic":
+        return "synthetic scenes (one textured object on a textured background)"
+    words = {"folder": "the photos in the folder", "cub": "CUB-200 bird photos in", "lsun": "LSUN photos in"}
+    return f"{words.get(kind, 'images in')} {data_label(spec).partition(':')[2] or spec}"
+
+
 def discover_models(checkpoints: Path, runs_root: Path | None = None) -> list[Path]:
     """Loadable bundles: checkpoints/*.safetensors (default.safetensors first), then runs' results.
 
@@ -191,15 +207,28 @@ class ModelRegistry:
                 self._models[key] = model
             return self._models[key]
 
+    def loaded(self) -> list[ModelBundle]:
+        """The models loaded so far (a snapshot)."""
+        return list(self._models.values())
+
     def describe(self, key: str) -> str:
         """A short Markdown card of the model: what it is, its size, its scores."""
         m = self.get(key)
         label = "untrained demo model" if key == UNTRAINED else label_of(key)
         cfg = m.generator.cfg
-        parts = [f"**{label}** -- {cfg.size} px, "
-                 f"width {cfg.width}, {cfg.n_categories} categories in {cfg.n_super} super-categories; "
-                 f"directions: {', '.join(m.perturb.eps_names) if m.phi is not None else 'none (no Phi)'}; "
-                 f"U-Net: {'yes' if m.unet is not None else 'no'}"]
+        about = m.metadata.get("about")
+        use = about.get("use") if isinstance(about, dict) and isinstance(about.get("use"), str) else ""
+        plain = f"**{label}** — trained on {trained_on(m.metadata)}." if key != UNTRAINED \
+            else f"**{label}** — random weights, trained on nothing."
+        parts = [plain + (f" {use}" if use else "")
+                 + (" It can cut objects out (it has a segmenter)." if m.unet is not None and not use else "")
+                 + (" No segmenter: Segment needs a model trained with the whole pipeline."
+                    if m.unet is None else "")
+                 + f"\n<span class='notation'>{cfg.size} px, width {cfg.width}, {cfg.n_categories} categories "
+                 f"in {cfg.n_super} super-categories; moves: "
+                 f"{', '.join(m.perturb.eps_names) if m.phi is not None else 'none (no Phi)'}"
+                 f"; U-Net: {'yes' if m.unet is not None else 'no'}"
+                 f"{'' if m.domain is None else '; checks uploads against its training images'}</span>"]
         if key == UNTRAINED:
             parts.append("No trained bundle was found (checkpoints/*.safetensors), so this is a **freshly "
                          "initialised, untrained** model: every tab works, but its pictures are noise and its "
@@ -207,7 +236,7 @@ class ModelRegistry:
                          "checkpoints/default.safetensors.")
         metrics: Any = m.metadata.get("metrics")
         if isinstance(metrics, dict) and {"acc", "iou", "miou"} <= set(metrics):
-            parts.append(f"Scores on {data_label(metrics.get('data', '?'))} [{metrics.get('split', '?')}]: ACC "
-                         f"{100 * metrics['acc']:.1f}, IoU {100 * metrics['iou']:.1f}, "
-                         f"mIoU {100 * metrics['miou']:.1f}")
+            parts.append(f"Its masks on {data_label(metrics.get('data', '?'))} [{metrics.get('split', '?')}]: "
+                         f"{100 * metrics['acc']:.1f}% of pixels right (ACC), overlap with the true masks "
+                         f"{100 * metrics['iou']:.1f}% (IoU; mIoU {100 * metrics['miou']:.1f})")
         return "\n\n".join(parts)

@@ -25,6 +25,7 @@ from .registry import ModelRegistry, StudioError
 
 Z_DIMS = (0, 1, 2, 3, 4)  # z dimensions with their own slider; Phi shifts the first 10 (d_T)
 DIRECTIONS = ("tx", "ty", "rotation", "scale")  # every direction the UI offers (a model may have fewer)
+MOVE_NAMES = {"tx": "move right", "ty": "move down", "rotation": "rotate", "scale": "grow"}  # plain words, +eps
 EPS_LIMIT = 3.0  # slider range; training covered only [-1, 1] (Fig. 7 extrapolates beyond it)
 VIEW_PX = 256  # single views are upscaled to about this many pixels
 GRID_MODES = ("vary z, fix c", "vary c within c_sup, fix z", "vary c_sup, fix z")

@@ -9,6 +9,9 @@ refusal is an :class:`UploadError` whose message the app shows as is.
 
 from __future__ import annotations
 
+import html
+import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,10 +22,13 @@ from PIL import Image
 
 from ..bundle import ModelBundle
 from ..data.base import MAX_PIXELS, DataError, load_image
+from ..domain import feature_net, image_distance
 from ..evaluate import segment_photo
 from ..visualize import save_png, to_uint8
-from .registry import StudioError
+from .registry import LRU, StudioError, trained_on
 from .render import latent_code
+
+log = logging.getLogger("elgan.studio")
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # 20 MB: larger than any photo a phone takes, small enough to decode quickly
 MAX_UPLOAD_PIXELS = MAX_PIXELS  # the library's decompression-bomb limit (50 megapixels)
@@ -104,6 +110,74 @@ def segment(model: ModelBundle, image: Image.Image, threshold: float = 0.5) -> S
     mask = np.repeat((fg * 255).astype(np.uint8)[..., None], 3, -1)
     cutout = np.concatenate([rgb, (alpha * 255 + 0.5).astype(np.uint8)[..., None]], -1)
     return Segmentation(prob, alpha, mask, overlay, cutout)
+
+
+class DomainCheck(NamedTuple):
+    distance: float  # of the upload's features from the training images' (elgan.domain; ~1 = typical)
+    threshold: float  # the bundle's: past it, the upload counts as unlike the training images
+    unlike: bool
+    trained_on: str  # what the model learnt from, in plain words
+    note: str  # a short caption piece with the numbers
+
+
+_distances: LRU[tuple[str, str, int, int], float] = LRU(256)  # a threshold or seed change re-runs Segment
+
+
+def domain_check(model: ModelBundle, image: Image.Image, path: str | Path | None = None) -> DomainCheck | None:
+    """How far the image is from the model's training images; None when the bundle stores no statistics
+    (or the feature net's package is missing: then the app segments as before, without the check).
+
+    The distance of one upload is cached by (model, file, size, time): moving the threshold or drawing a
+    new background re-runs Segment on the same file, and the check costs more than the mask itself.
+    """
+    stats = model.domain
+    if stats is None:
+        return None
+    key = None
+    if path is not None and Path(path).is_file():
+        st = Path(path).stat()
+        key = (model.path, str(path), st.st_size, st.st_mtime_ns)
+    distance = _distances.get(key) if key is not None else None
+    if distance is None:
+        try:
+            distance = image_distance(stats, image, next(model.generator.parameters()).device)
+        except RuntimeError as exc:  # FeatureNetMissing: an install without the package; not the visitor's fault
+            log.warning("domain check skipped: %s", exc)
+            return None
+        if key is not None:
+            _distances.put(key, distance)
+    unlike = stats.is_unlike(distance)
+    note = (f"<span class='notation'>distance from the training images {distance:.2f} (warning above "
+            f"{stats.threshold:.2f})</span>")
+    return DomainCheck(distance, stats.threshold, unlike, trained_on(model.metadata), note)
+
+
+def warm_domain_check(registry: Any) -> threading.Thread | None:
+    """Build the feature net in the background when a loaded model stores statistics: it takes seconds,
+    and the first visitor's upload should not wait for it (nothing is loaded when no model checks)."""
+    models = [m for m in registry.loaded() if m.domain is not None]
+    if not models:
+        return None
+    device = next(models[0].generator.parameters()).device
+
+    def build() -> None:
+        try:
+            feature_net(device)
+        except RuntimeError as exc:  # the package is missing: domain_check says so on first use
+            log.warning("domain check unavailable: %s", exc)
+
+    thread = threading.Thread(target=build, daemon=True, name="warm-domain-check")
+    thread.start()
+    return thread
+
+
+def warning_text(check: DomainCheck | None) -> str:
+    """The Segment tab's warning in plain words ('' when the image looks like the training images)."""
+    if check is None or not check.unlike:
+        return ""
+    return (f"<div class='domain-warning'>⚠️ <b>This image looks unlike the images this model was trained "
+            f"on</b> ({html.escape(check.trained_on)}); <b>its mask may be wrong.</b> The model only learnt what "
+            "objects look like in those pictures.</div>")
 
 
 @torch.inference_mode()

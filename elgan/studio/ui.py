@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..config import ABLATIONS, SIZES
 from ..invert import InversionConfig
-from . import curves, jobs, render, segment
+from . import curves, jobs, progress, render, segment
 from . import invert as photo
 from .access import TrainAccess
 from .registry import UNTRAINED, ModelRegistry, StudioError, label_of
@@ -106,11 +106,12 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             m = registry.get(model)
             original, result = photo.invert_photo(m, image, int(steps), int(seed or 0),
                                                   photo.gradio_progress(progress, int(steps)))
+            warning = segment.warning_text(segment.domain_check(m, image, path))
         except StudioError as exc:
             raise refuse(exc, "invert_photo") from None
         views = photo.result_views(original, result)
         g = m.generator.cfg
-        text = photo.describe(result, g.group_size) + \
+        text = (f"{warning}\n\n" if warning else "") + photo.describe(result, g.group_size) + \
             ("\n\n**Untrained model: its reconstructions are noise.**" if model == UNTRAINED else "")
         return (views["original"], views["reconstruction"], views["background"], views["foreground"],
                 views["mask"], text, photo.codes_state(model, result),
@@ -155,21 +156,23 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
         gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
                     "(model samples invert best; synthetic test scenes are held out)", elem_id="photo-examples")
         with gr.Row(equal_height=True):
-            views = [output_image(label) for label in ("original", "reconstruction", "background", "foreground",
+            views = [output_image(label) for label in ("original", "reconstruction", "background", "object layer",
                                                        "mask")]
         with gr.Row():
             with gr.Column(min_width=240):
-                gr.Markdown("Φ walk from the inverted z, z + Φ(ε) (training covered [-1, 1])")
-                eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05, label=f"ε {name}",
-                                 elem_id=f"photo-eps-{name}") for name in render.DIRECTIONS]
+                gr.Markdown("**Move the object** with the generator's own walk from your photo's codes "
+                            "<span class='notation'>(z + Φ(ε); it learnt −1 … 1)</span>")
+                eps = [gr.Slider(-render.EPS_LIMIT, render.EPS_LIMIT, 0, step=0.05,
+                                 label=f"{render.MOVE_NAMES[name]} ({name})", elem_id=f"photo-eps-{name}")
+                       for name in render.DIRECTIONS]
             with gr.Column(min_width=240):
-                c = code_slider(n_categories, label="c (category)", elem_id="photo-c",
-                                info="starts at the inverted c: restyles the foreground")
-                c_sup = code_slider(n_super, label="c_sup (super-category)",
-                                    info="mask shape; moving it sets c = group·c_sup + c % group")
+                c = code_slider(n_categories, label="appearance (c)", elem_id="photo-c",
+                                info="starts at your photo's: restyles the object")
+                c_sup = code_slider(n_super, label="shape group (c_sup)",
+                                    info="the object's outline · c = group·c_sup + c % group")
                 edit_caption = gr.Markdown(elem_classes="caption", elem_id="photo-edit-caption")
-            edited = output_image("edited G(z + Φ(ε), c)", elem_id="photo-edited")
-            moved = output_image("layers moved by T_ε^X", elem_id="photo-moved")
+            edited = output_image("edited by the sliders (G(z + Φ(ε), c))", elem_id="photo-edited")
+            moved = output_image("layers moved directly (T_ε^X)", elem_id="photo-moved")
 
         # a new upload clears the last photo's caption in the browser (no request): a refused upload must
         # not leave the previous photo's caption under the error
@@ -203,7 +206,12 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
     initial_runs = jobs.list_runs(runs) if access.offered and not access.restricted else []
 
     def status(st: jobs.JobStatus) -> str:
-        return jobs.status_line(st, curves.progress_line(curves.read_logs(st.run_dir)) if st.run_dir else "")
+        """The run's name, state and -- from its files, from the first second -- its stage in plain words."""
+        try:
+            program = jobs.settings_of(st.run_dir).program if st.run_dir else "gan"
+        except jobs.JobError:
+            program = "gan"
+        return progress.job_line(st, program)
 
     def check(request: gr.Request | None, profile: gr.OAuthProfile | None, what: str) -> None:
         refused = access.refusal(user_of(request, profile))
@@ -280,6 +288,11 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
         return path, gr.Dropdown(choices=[(label_of(k), k) for k in registry.choices()], value=path), \
             registry.describe(path)
 
+    def show_counts(choice: str) -> tuple[Any, ...]:
+        """Only the settings the chosen program uses: GAN iterations, U-Net steps, the ablation letter."""
+        return (gr.Number(visible=choice != "unet"), gr.Number(visible=choice != "gan"),
+                gr.Radio(visible=choice == "gan"))
+
     with gr.Tab("Train", id="train", visible=access.offered):
         if access.why:
             gr.Markdown(f"**Who may train:** {access.why}", elem_id="train-access")
@@ -294,9 +307,12 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
                             info="pipeline presets: 32 tiny, 64 cpu, 128 paper")
         with gr.Row():
             iters = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="GAN iterations",
-                              elem_id="iters")
-            unet_steps = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="U-Net steps")
-            ablation = gr.Radio(list(ABLATIONS), value="E", label="ablation (GAN only; pipeline = E)")
+                              elem_id="iters", info="training steps of the generator")
+            unet_steps = gr.Number(200, precision=0, minimum=1, maximum=jobs.MAX_ITERS, label="U-Net steps",
+                                   elem_id="unet-steps", visible=False,
+                                   info="training steps of the segmenter, on the GAN's pictures")
+            ablation = gr.Radio(list(ABLATIONS), value="E", label="method variant (the paper's ablation A–E)",
+                                info="E: the full method; A–D leave parts out", elem_id="ablation")
             threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")
         with gr.Row():
             start_btn = gr.Button("Start", variant="primary")
@@ -309,8 +325,9 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
             f"**Idle** — {access.why or 'training is disabled on this server'}"
         status_md = gr.Markdown(first, elem_id="train-status")
         with gr.Row():
-            plot = gr.Plot(label="losses and mask statistics (log.jsonl)", scale=3, elem_id="curves")
-            sample = output_image("latest samples: background, foreground, mask, image", scale=2)
+            plot = gr.Plot(label="training curves (from the first logged step; log.jsonl)", scale=3,
+                           elem_id="curves")
+            sample = output_image("latest samples: rows background, object layer, mask, picture", scale=2)
         tail = gr.Textbox(label="output", lines=6, max_lines=12, interactive=False)
         seen = gr.State("")
         timer = gr.Timer(POLL_S, active=access.offered)
@@ -322,5 +339,8 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
     timer.tick(train_poll, [runs_dd, seen], [status_md, tail, plot, sample, seen], api_name="train_poll",
                show_progress="hidden", trigger_mode="always_last", concurrency_id="poll")
     load_btn.click(train_load, runs_dd, [model_state, model_dd, model_info], api_name="train_load")
-    if access.offered and access.restricted:  # the runs are listed per visitor, for those who may train
+    program.change(show_counts, program, [iters, unet_steps, ablation], api_name="train_show_counts",
+                   queue=False, show_progress="hidden")
+    if access.offered:  # the runs as they are now (a run finished since the app started shows after a reload),
+        # listed per visitor: only those who may train see them
         demo.load(train_view, None, [status_md, runs_dd], api_name="train_view", show_progress="hidden")
