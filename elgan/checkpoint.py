@@ -285,6 +285,18 @@ def save_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, st_save(tensors, metadata=header))
 
 
+def held_only(saved: dict[str, Any], trainable: list[bool]) -> dict[str, Any]:
+    """An optimiser state written when optimisers held every parameter of their networks, frozen ones
+    included (runs before the phase table): keep the entries of the trainable ones. `trainable` flags
+    every parameter of the networks, in the optimiser's order. Any other state is returned unchanged."""
+    group = saved["param_groups"][0]
+    if len(saved["param_groups"]) != 1 or len(group["params"]) != len(trainable) or all(trainable):
+        return saved  # the current layout, or a mismatch that load_state_dict will name
+    ids = [pid for pid, keep in zip(group["params"], trainable, strict=True) if keep]
+    return {"state": {new: saved["state"][old] for new, old in enumerate(ids) if old in saved["state"]},
+            "param_groups": [{**group, "params": list(range(len(ids)))}]}
+
+
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     tensors, meta = _read(path, STATE_FORMAT)
     try:

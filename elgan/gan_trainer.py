@@ -56,14 +56,6 @@ class GanRunResult:
     completed: bool  # False when stopped early by max_minutes
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
-
-
 class GanTrainer:
     def __init__(self, cfg: GanTrainConfig, run_dir: str | Path, progress: bool = True) -> None:
         ddp.setup(cfg.device)
@@ -296,8 +288,10 @@ class GanTrainer:
                                        "resume with the same flags (see its config.json)")
         for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True):
             ckpt.load_into(getattr(self, attr), state["nets"][name], name)
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        nets = self.networks()
+        for phase in PHASES.values():
+            trainable = [p.requires_grad for name in phase.steps for p in nets[name].parameters()]
+            getattr(self, phase.optimiser).load_state_dict(ckpt.held_only(state[phase.optimiser], trainable))
         self.rng.set_state(ddp.rank_generator_state(state.get("rng_ranks") or [state["rng"]]))
         torch.set_rng_state(state["torch_rng"])
         if self.scaler_d.is_enabled() and "scaler_d" in state:  # else (e.g. fp32 -> fp16): fresh scales

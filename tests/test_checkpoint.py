@@ -121,3 +121,21 @@ def test_config_json_round_trip():
     back = from_dict(type(cfg), json.loads(json.dumps(__import__("dataclasses").asdict(cfg))))
     assert back == cfg
     assert back.perturb.eps_dim == 3 and back.phi.eps_dim == 3
+
+
+def test_optimiser_state_of_the_older_layout_keeps_the_trainable_entries():
+    """Runs started when an optimiser held every parameter of its networks (frozen ones too) resume."""
+    import torch
+
+    from elgan.checkpoint import held_only
+
+    frozen, a, b = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    frozen.requires_grad_(False)
+    old = torch.optim.Adam([frozen, a, b])
+    (a.sum() + 2 * b.sum()).backward()
+    old.step()
+    saved = old.state_dict()
+    new = torch.optim.Adam([a, b])
+    new.load_state_dict(held_only(saved, [False, True, True]))
+    torch.testing.assert_close(new.state[b]["exp_avg"], old.state[b]["exp_avg"])
+    assert held_only(new.state_dict(), [True, True]) == new.state_dict()  # the current layout: unchanged
