@@ -4,7 +4,7 @@
       --run "B, projected D=runs/screen64/B-projected" --plots docs/screen64 [--json rows.json]
 
 Each --run is LABEL=RUN_FOLDER (a training.pipeline folder: gan/log.jsonl, gan/DONE, eval.json). The table:
-GAN iterations and wall time, the best FD-Lite0 and its step (the checkpoint the U-Net learned from),
+GAN iterations, the best FD-Lite0 and its step (the checkpoint the U-Net learned from),
 the U-Net's ACC / IoU / mIoU as the pipeline scored it, and the layer health over the last fifth of the
 logged steps (mean mask area, near-binary fraction, E_x and E_pi top-1, D(background alone) -
 D(composite), the share of logged steps that warned). --plots writes PREFIX_mask_area.png,
@@ -42,11 +42,9 @@ def summarise(label: str, run: Path) -> dict[str, Any]:
     tail = tail[-max(1, len(tail) // 5):]
     fds = [(r["step"], r["FD-Lite0"]) for r in records if "FD-Lite0" in r]
     best = min(fds, key=lambda sf: sf[1]) if fds else (None, None)
-    done = run / "gan" / "DONE"
-    gan = json.loads(done.read_text()) if done.exists() else {}
     ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").exists() else {}
     scores = ev.get("scores") or {}
-    row = {"label": label, "run": str(run), "gan_iters": records[-1]["step"], "gan_wall_s": gan.get("wall_s"),
+    row = {"label": label, "run": str(run), "gan_iters": records[-1]["step"],
            "best_fd_lite0": best[1], "best_step": best[0], "acc": scores.get("acc"), "iou": scores.get("iou"),
            "miou": scores.get("miou"), "warned_share": _mean([float("health_warning" in r) for r in tail])}
     for key in HEALTH:
@@ -61,13 +59,12 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| run | GAN its | GAN wall (min) | best FD-Lite0 (step) | U-Net IoU | ACC | mIoU | mask area | "
-            "binary | E_x top-1 | E_pi top-1 | D(bg) - D(img) | warned |\n|" + "---|" * 13)
+    head = ("| run | GAN its | best FD-Lite0 (step) | U-Net IoU | ACC | mIoU | mask area | "
+            "binary | E_x top-1 | E_pi top-1 | D(bg) - D(img) | warned |\n|" + "---|" * 12)
     lines = [head]
     for r in rows:
-        wall = r["gan_wall_s"] / 60 if r["gan_wall_s"] else None
         fd = f"{r['best_fd_lite0']:.1f} ({r['best_step']})" if r["best_fd_lite0"] is not None else "–"
-        lines.append(f"| {r['label']} | {r['gan_iters']} | {_fmt(wall, 0)} | {fd} | {_fmt(r['iou'])} | "
+        lines.append(f"| {r['label']} | {r['gan_iters']} | {fd} | {_fmt(r['iou'])} | "
                      f"{_fmt(r['acc'])} | {_fmt(r['miou'])} | {_fmt(r['mask_area'], 2)} | "
                      f"{_fmt(r['mask_binary_frac'], 2)} | {_fmt(r['health_ex_top1'], 2)} | "
                      f"{_fmt(r['health_epi_top1'], 2)} | {_fmt(r['health_bg_minus_composite'], 2)} | "
