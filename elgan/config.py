@@ -8,7 +8,6 @@ flag fails before any work starts, with a message that names the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -220,10 +219,6 @@ class UNetConfig:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
-
-
-def to_json(cfg: Any) -> str:
-    return json.dumps(asdict(cfg), sort_keys=True)
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

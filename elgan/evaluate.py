@@ -115,12 +115,6 @@ def evaluate_inversion_detailed(generator: LayeredGenerator, spec: str, split: s
     return result, (time.perf_counter() - t0) / data.images.shape[0]
 
 
-def evaluate_unet(unet: UNet, spec: str, split: str = "test", size: int | None = None,
-                  convention: str = "dataset", batch: int = 64) -> SegmentationScores:
-    """ACC / IoU / mIoU of F_theta on `spec`'s `split` under the paper's protocol."""
-    return evaluate_unet_detailed(unet, spec, split, size, convention, batch).scores
-
-
 # ---- photos of any size (the app and training/segment_folder.py) --------------------------------------
 
 def fit_size(width: int, height: int, short_side: int, multiple: int) -> tuple[int, int]:

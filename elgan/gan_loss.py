@@ -30,9 +30,10 @@ from . import losses
 from .config import GanTrainConfig
 from .distributed import unwrap
 from .instruments import top1
-from .nets.discriminator import Discriminator, SuperCategoryRecovery  # or the projected D: same outputs
+from .nets.discriminator import Discriminator  # or the projected D: same outputs
 from .nets.generator import LayeredGenerator, Layers, compose
 from .nets.phi import LatentTransform
+from .nets.recovery import SuperCategoryRecovery
 from .perturb import eps_to_params, sample_eps, transform_layers
 
 

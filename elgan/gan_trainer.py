@@ -35,9 +35,10 @@ from .data.augment import diff_augment, random_hflip, random_resized_crop
 from .fid import embed_batches, fd_between
 from .gan_loss import PHASES, ElganLoss
 from .instruments import background_minus_composite, build_instruments, fd_name, health_warning
-from .nets.discriminator import SuperCategoryRecovery, build_discriminator
+from .nets.discriminator import build_discriminator
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
+from .nets.recovery import SuperCategoryRecovery
 from .nets.rotnet import RotNet
 from .precision import Precision
 from .runlog import append_record, progress_bar, truncate_after

@@ -380,25 +380,3 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
     elapsed = time.perf_counter() - start
     ips = (step - start_step) * cfg.batch / elapsed if elapsed > 0 and step > start_step else 0.0
     return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, step >= cfg.steps, ips)
-
-
-def images_per_second(cfg: UNetTrainConfig, n_steps: int = 5, warmup: int = 2) -> float:
-    """Measured training throughput of F_theta on random pairs (for sizing presets); no files written."""
-    device = resolve_device(cfg.device)
-    unet = UNet(cfg.unet).to(device, memory_format=CHANNELS_LAST).train()
-    opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
-    x = (torch.rand(cfg.batch, 3, cfg.size, cfg.size, device=device) * 2 - 1).contiguous(memory_format=CHANNELS_LAST)
-    y = torch.rand(cfg.batch, 1, cfg.size, cfg.size, device=device)
-    t = 0.0
-    for i in range(warmup + n_steps):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-        loss = segmentation_loss(unet(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n_steps * cfg.batch / max(time.perf_counter() - t, 1e-9)

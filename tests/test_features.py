@@ -5,7 +5,7 @@ import torch
 
 from elgan.config import ConfigError, gan_config
 from elgan.fid import fd_between
-from elgan.nets.discriminator import Discriminator, SuperCategoryRecovery, build_discriminator
+from elgan.nets.discriminator import Discriminator, build_discriminator
 from elgan.nets.features import (
     EMBED_DIM,
     LEVEL_CHANNELS,
@@ -16,6 +16,7 @@ from elgan.nets.features import (
     weights_path,
 )
 from elgan.nets.projected import ProjectedDiscriminator, n_logits
+from elgan.nets.recovery import SuperCategoryRecovery
 
 
 def test_weights_load_strictly_from_the_package():

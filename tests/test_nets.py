@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from elgan.config import gan_config
-from elgan.nets.discriminator import Discriminator, SuperCategoryRecovery
+from elgan.nets.discriminator import Discriminator
 from elgan.nets.generator import LayeredGenerator, compose
 from elgan.nets.phi import LatentTransform
+from elgan.nets.recovery import SuperCategoryRecovery
 
 
 @pytest.mark.parametrize("size", [32, 64])

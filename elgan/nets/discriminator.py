@@ -1,8 +1,7 @@
-"""Discriminator D with the c-recovery head E_x on its shared trunk, and the c_sup-recovery net E_pi.
+"""Discriminator D with the c-recovery head E_x on its shared trunk (E_pi: elgan.nets.recovery).
 
-Appendix A: E_x shares D's blocks (InfoGAN's amortised posterior), E_pi is an independent network that
-reads the generated *mask* and must name its super-category; spectral norm on every layer of all
-three for stability, orthogonal initialisation as in the generator (written to the spectral-normed
+Appendix A: E_x shares D's blocks (InfoGAN's amortised posterior); spectral norm on every layer for
+stability, orthogonal initialisation as in the generator (written to the spectral-normed
 layers' ``original`` weights, see generator.orthogonal_init). ``build_discriminator`` returns this D or
 the projected one (elgan.nets.projected) as the config says.
 
@@ -75,17 +74,3 @@ def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
 
         return ProjectedDiscriminator(cfg)
     return Discriminator(cfg)
-
-
-class SuperCategoryRecovery(nn.Module):
-    """E_pi: mask [N, 1, H, W] -> logits over super-categories [N, n_super]."""
-
-    def __init__(self, cfg: DiscriminatorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        trunk, ch = down_trunk(1, max(4, cfg.width // 2), cfg.size)
-        self.net = nn.Sequential(trunk, nn.Flatten(), sn_linear(ch * 16, cfg.n_super))
-        orthogonal_init(self)
-
-    def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        return self.cfg.recovery_gain * self.net(mask * 2 - 1)

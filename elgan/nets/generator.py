@@ -119,9 +119,6 @@ class ForegroundGenerator(nn.Module):
         self.residual = nn.Sequential(*[ResBlock(ch) for _ in range(cfg.fg_res_blocks)])
         self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
 
-    def shape_features(self, z: torch.Tensor, c_sup: torch.Tensor) -> torch.Tensor:
-        return self.shape_stage(torch.cat([z, F.one_hot(c_sup, self.cfg.n_super).to(z.dtype)], 1))
-
     def forward(self, z: torch.Tensor, c: torch.Tensor, c_sup: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_codes(z, F.one_hot(c, self.cfg.n_categories).to(z.dtype),
                                   F.one_hot(c_sup, self.cfg.n_super).to(z.dtype))
