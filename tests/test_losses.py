@@ -17,13 +17,13 @@ def test_hinge():
 
 
 def test_recovery_from_an_all_zero_mask_is_impossible():
-    """An all-background composite carries no information on c: a fresh head sits near log 200."""
+    """An all-background composite carries no information on c: a fresh head cannot beat chance (log 200)."""
     torch.manual_seed(0)
     D = Discriminator(gan_config(32, "E", width=4).discriminator)
     background = torch.rand(64, 3, 32, 32) * 2 - 1
     c = torch.randint(0, 200, (64,))
     loss = losses.recovery_loss(D(background).category_logits, c)
-    assert abs(loss.item() - math.log(200)) < 0.3
+    assert math.log(200) - 0.1 < loss.item() < math.log(200) + 1.0
     perfect = torch.nn.functional.one_hot(c, 200).float() * 50
     assert losses.recovery_loss(perfect, c).item() < 1e-6
 
