@@ -28,6 +28,9 @@ from elgan.studio.access import TrainAccess, train_access
 from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
 CSS = (".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; } "
+       # Explore's live views come at the model's size (e.g. 128²) and the browser scales them up, at most to
+       # 256 px high (2x of 128², 4x of 64²: whole pixels), as the server's upscaled copies used to show
+       ".native img { object-fit: contain !important; max-height: 256px; } "
        ".notation { font-size: 0.85em; opacity: 0.75; } #intro p { margin: 0.2em 0; } "
        # a wide screen shows the Explore pictures right of the sliders; a narrow one stacks them on top
        "@media (min-width: 768px) { .pictures-right { flex-direction: row-reverse; } } "
@@ -35,11 +38,21 @@ CSS = (".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; }
        ".domain-warning { border-left: 4px solid #d97706; background: rgba(217, 119, 6, 0.12); "
        "padding: 0.5em 0.75em; border-radius: 4px; }")
 LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "max_file_size": f"{segment.MAX_UPLOAD_BYTES // 1024**2}mb",
+                                  # no browser run history: Gradio 6 would re-read and re-write a list of the
+                                  # last 100 calls in localStorage on every slider move (JSON of all inputs and
+                                  # outputs), the largest JavaScript cost of a move (docs/performance.md)
+                                  "run_history": False,
                                   # system fonts: no request to a font CDN (offline machines, quicker first paint)
                                   "theme": gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                                           font_mono=["ui-monospace", "monospace"])}
 EXAMPLES_DIR = Path(tempfile.gettempdir()) / "elgan-studio" / "examples"
 Z_LIMIT = 3.0
+# a public Space under load: at most QUEUE_SIZE requests wait at once (all events together; each event's own
+# concurrency limit is below); one more is refused at once, and the page says "This application is currently
+# busy. Please try again." Every CACHE_EXPIRY[0] s, Gradio deletes the files of its cache (output pictures,
+# uploads) older than CACHE_EXPIRY[1] s: the disk holds about half an hour of traffic, not all of it
+QUEUE_SIZE = 32
+CACHE_EXPIRY = (300, 1800)
 VIEW_H, SMALL_H = 300, 150  # Explore's picture and mask, and its three layer views (px)
 MOVES = render.MOVE_NAMES  # plain words for the eps directions
 INTRO = """# ELGAN Studio
@@ -53,6 +66,7 @@ G(z, c) → background x_b, foreground x_f, mask π; the segmenter is F_θ.</spa
 
 
 ui.install_atomic_image_cache()  # Gradio's output-image cache, made safe for concurrent visitors
+ui.install_cache_sweep()  # and its expiry (delete_cache below), safe under load, with no empty folders left
 
 
 _image = ui.output_image  # lossless PNG, nearest-neighbour display, downloadable
@@ -64,13 +78,18 @@ def _model_choices(registry: ModelRegistry) -> list[tuple[str, str]]:
 
 def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_root: str | Path | None = None,
                default_model: str | None = None, concurrency: int = 2, allow_training: bool = True,
-               access: TrainAccess | None = None) -> gr.Blocks:
+               access: TrainAccess | None = None, queue_size: int = QUEUE_SIZE,
+               cache_expiry: tuple[int, int] = CACHE_EXPIRY) -> gr.Blocks:
     """The whole app; tests launch it in-process (``demo.launch(prevent_thread_lock=True, ...)``).
 
     Who may train is `access` (``elgan.studio.access.train_access()`` reads it from the environment when
-    the app is started as a program); without it, anyone if `allow_training`, else nobody.
+    the app is started as a program); without it, anyone if `allow_training`, else nobody. At most
+    `queue_size` requests wait at once (one more is refused: "busy"); every `cache_expiry[0]` s Gradio deletes
+    the files of its cache older than `cache_expiry[1]` s.
     """
     access = access or (TrainAccess() if allow_training else TrainAccess(False))
+    if queue_size < 1:  # Gradio's max_size=0 would refuse every request
+        raise StudioError(f"the queue must hold at least one request, got --queue-size {queue_size}")
     runs = Path(runs_root).resolve()
     data = Path(data_root).resolve() if data_root else None
     start_model = default_model or registry.default()
@@ -96,8 +115,8 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             m = registry.get(model)
             c = min(int(c), m.generator.cfg.n_categories - 1)  # a model with fewer categories was selected
             layers = render.render_layers(registry, model, int(seed or 0), offsets, int(c), eps)
-            views = render.layer_views(layers)
-            panel, diff = render.compare_walk(registry, model, int(seed or 0), offsets, int(c), eps) \
+            views = render.layer_views(layers, target=None)  # native size: the browser scales them up
+            panel, diff = render.compare_walk(registry, model, int(seed or 0), offsets, int(c), eps, target=None) \
                 if compare else (None, None)
         except StudioError as exc:
             raise ui.refuse(exc, "explore") from None
@@ -178,7 +197,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
 
     # ---- layout --------------------------------------------------------------------------------------
 
-    with gr.Blocks(title="ELGAN Studio") as demo:
+    with gr.Blocks(title="ELGAN Studio", delete_cache=cache_expiry) as demo:
         gr.Markdown(INTRO, elem_id="intro")
         model_state = gr.State(start_model)
         with gr.Row(equal_height=False):
@@ -195,13 +214,13 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
             with gr.Row(elem_classes="pictures-right"):
                 with gr.Column(scale=6, min_width=300):
                     with gr.Row(equal_height=True):
-                        out_image = _image("picture (composite x)", elem_id="composite", height=VIEW_H)
-                        out_mask = _image("mask (π): white = object", elem_id="mask", height=VIEW_H)
+                        out_image = _image("picture (composite x)", elem_id="composite", height=VIEW_H, native=True)
+                        out_mask = _image("mask (π): white = object", elem_id="mask", height=VIEW_H, native=True)
                     caption = gr.Markdown(elem_classes="caption", elem_id="explore-caption")
                     with gr.Row(equal_height=True):
-                        out_bg = _image("background (x_b)", height=SMALL_H)
-                        out_fg = _image("object layer (x_f)", height=SMALL_H)
-                        out_cut = _image("object cut out (RGBA)", height=SMALL_H)
+                        out_bg = _image("background (x_b)", height=SMALL_H, native=True, elem_id="background")
+                        out_fg = _image("object layer (x_f)", height=SMALL_H, native=True, elem_id="foreground")
+                        out_cut = _image("object cut out (RGBA)", height=SMALL_H, native=True, elem_id="cutout")
                 with gr.Column(scale=5, min_width=300):
                     gr.Markdown("**Move the object** with the generator's own walk "
                                 "<span class='notation'>Φ(ε); it learnt −1 … 1, beyond that it "
@@ -223,7 +242,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                         zs = [gr.Slider(-Z_LIMIT, Z_LIMIT, 0, step=0.05, label=f"z[{d}] offset")
                               for d in render.Z_DIMS]
             out_cmp = _image("walk G(z + Φ(ε), c) | layers moved directly T_ε^X G(z, c) | difference",
-                             visible=False, height=280, elem_id="compare")
+                             visible=False, height=280, elem_id="compare", native=True)
             with gr.Accordion("More pictures: grids of variations and strips along one move (paper Fig. 6, 7)",
                               open=True):
                 with gr.Row():
@@ -294,7 +313,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
               [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption, seg_warning],
               api_name="segment", preprocess=False, trigger_mode="always_last", concurrency_limit=1)
         bg_rand.click(lambda: random.randint(0, 99_999), None, bg_seed, api_name="random_background", queue=False)
-    demo.queue(default_concurrency_limit=concurrency)
+    demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     return demo
 
 
@@ -315,6 +334,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "Face Space training is off unless ELGAN_STUDIO_TRAIN=1, and then only for the users named in "
                    "ELGAN_STUDIO_TRAIN_USERS")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE,
+                   help="requests that may wait at once, all events together; one more is refused (\"busy\")")
+    p.add_argument("--cache-expiry", type=int, nargs=2, default=CACHE_EXPIRY, metavar=("EVERY_S", "AGE_S"),
+                   help="every EVERY_S seconds, delete cached outputs and uploads older than AGE_S seconds")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for inference (1 is fastest for single images on a busy CPU)")
     return p.parse_args(argv)
@@ -328,7 +351,8 @@ if __name__ == "__main__":
                              extra=[args.checkpoint] if args.checkpoint else None)
     try:
         demo = build_demo(registry, args.runs_root, args.data_root, default_model=registry.default(),
-                          access=train_access(os.environ, no_train=args.no_train))
+                          access=train_access(os.environ, no_train=args.no_train), queue_size=args.queue_size,
+                          cache_expiry=tuple(args.cache_expiry))
     except StudioError as exc:
         raise SystemExit(f"error: {exc}") from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -9,10 +9,11 @@ an eps direction in turn, like a drag):
 * gradio_client   Client.predict on /explore, outputs downloaded (the brief's measure) and not;
                   note gradio_client polls its message queue every 50 ms, which it adds to every call;
 * web protocol    what the browser does: POST queue/join, read the SSE stream, fetch the images;
-* handler         the Python work alone (render + PNG-ready arrays), no HTTP;
+* handler         the Python work alone (render + native-size arrays, as the app sends them), no HTTP;
 * client cost     what gradio_client pays per downloaded file for a new httpx client (SSL context).
 
 and the same for /segment on a 1024x768 photo. Prints a Markdown table with the date and the machine.
+What a person sees in a browser, against a no-op Gradio app: bench_explore_vs_noop.py.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def main() -> None:
 
         def handler(m: dict[str, float]) -> None:
             layers = render.render_layers(registry, model, 4, (m["z0"], 0, 0, 0, 0), int(m["c"]), {"tx": m["tx"]})
-            render.layer_views(layers)
+            render.layer_views(layers, target=None)  # as the app sends them: native size
 
         it = iter(seq)
         rows.append(("explore, handler only (no HTTP)", *stats(timed(lambda: handler(next(it)), len(seq))),

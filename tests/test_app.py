@@ -25,7 +25,8 @@ EXPLORE_DEFAULTS = dict(seed=3, z0=0, z1=0, z2=0, z3=0, z4=0, c=12, tx=0, ty=0, 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
+def app_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path, Any]]:
+    """The app on a tiny bundle, served: (url, root, the default bundle, the gr.Blocks)."""
     root = tmp_path_factory.mktemp("app")
     default = write_tiny_bundle(root / "checkpoints" / "default.safetensors")
     (root / "checkpoints" / "broken.safetensors").write_bytes(b"not a bundle")
@@ -35,13 +36,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     demo = app.build_demo(registry, root / "runs", None)
     url = launch(demo)  # returns once the server answers (a busy machine may take long)
     try:
-        yield url, root, default
+        yield url, root, default, demo
     finally:
         from elgan.studio import jobs
 
         jobs.stop_job(root / "runs")
         demo.close()
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def served(app_demo) -> tuple[str, Path, Path]:
+    return app_demo[:3]
 
 
 @pytest.fixture()
@@ -68,6 +74,38 @@ def test_every_event_is_named(served) -> None:
     assert not api["unnamed_endpoints"]
 
 
+def test_bounded_queue_and_cache_expiry(app_demo) -> None:
+    """A public Space under load: a bounded queue (one more request is refused at once, and the page says the
+    app is busy), every queued event a few at a time, Gradio's cache expiring, no run history in browsers."""
+    url, _, _, demo = app_demo
+    assert demo._queue.max_size == app.QUEUE_SIZE and 0 < app.QUEUE_SIZE <= 64
+    every, age = demo.delete_cache
+    assert (every, age) == app.CACHE_EXPIRY and 0 < every <= age <= 2 * 3600
+    limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values() if fn.queue}
+    assert demo._queue.default_concurrency_limit == 2
+    assert all(limit == "default" or 1 <= limit <= 2 for limit in limits.values()), limits
+    assert limits["segment"] == limits["invert_photo"] == limits["train_start"] == 1
+    assert wait_ready(url)["run_history"] is False  # a launch option: as the browser sees it
+
+
+def test_expired_outputs_are_deleted_with_their_folders(app_demo) -> None:
+    """The outputs of /explore are tracked by Gradio's cache expiry; the app's sweep (installed into Gradio)
+    deletes them and their hash-named folders, keeps the examples, and the same picture is written anew."""
+    from gradio import route_utils
+
+    url, _, _, demo = app_demo
+    client = connect(url, download_files=False)
+    first = client.predict(**{**EXPLORE_DEFAULTS, "seed": 77}, api_name="/explore")
+    paths = [Path(o["path"]) for o in first[:5]]
+    assert all(p.is_file() for p in paths)
+    examples = {f for b in demo.blocks.values() for f in getattr(b, "keep_in_cache", ())}
+    route_utils.delete_files_created_by_app(demo, 0)  # what Gradio's timer calls: every file older than 0 s
+    assert not any(p.exists() or p.parent.exists() for p in paths)
+    assert examples and all(Path(f).is_file() for f in examples)  # the examples stay
+    again = client.predict(**{**EXPLORE_DEFAULTS, "seed": 77}, api_name="/explore")
+    assert [Path(o["path"]) for o in again[:5]] == paths and all(p.is_file() for p in paths)
+
+
 def test_train_settings_follow_the_program(client: Client) -> None:
     """GAN iterations, U-Net steps and the ablation letter show only for the programs that use them."""
     shown = {p: [u.get("visible") for u in client.predict(p, api_name="/train_show_counts")]
@@ -76,11 +114,12 @@ def test_train_settings_follow_the_program(client: Client) -> None:
 
 
 def test_explore(client: Client) -> None:
+    # the live views come at the model's native size (the tiny bundle's 32 px; the browser scales them up)
     bg, fg, mask, image, cutout, cmp, caption = client.predict(**EXPLORE_DEFAULTS, api_name="/explore")
-    assert [_png(p).shape for p in (bg, fg, mask, image, cutout)] == [(256, 256, 3)] * 4 + [(256, 256, 4)]
+    assert [_png(p).shape for p in (bg, fg, mask, image, cutout)] == [(32, 32, 3)] * 4 + [(32, 32, 4)]
     assert cmp is None and "shape group **1**" in caption and "c_sup = c // 10 = 1" in caption
     *_, cmp, caption = client.predict(**{**EXPLORE_DEFAULTS, "tx": 2.0, "compare": True}, api_name="/explore")
-    assert _png(cmp).shape == (256, 3 * 256 + 8, 3) and "difference" in caption
+    assert _png(cmp).shape == (32, 3 * 32 + 8, 3) and "difference" in caption
     assert client.predict(37, api_name="/c_to_csup") == 3
     assert client.predict(c_sup=7, c=37, api_name="/csup_to_c") == 77
     with pytest.raises(AppError, match="maximum"):  # Gradio checks slider bounds

@@ -111,12 +111,17 @@ def test_views_and_cutout(reg) -> None:
         "image": (256, 256, 3), "cutout": (256, 256, 4)}
     alpha = views["cutout"][::8, ::8, 3].astype(int)
     assert np.abs(alpha - views["mask"][::8, ::8, 0].astype(int)).max() <= 1
+    native = render.layer_views(layers, target=None)  # what Explore sends: the model's size, upscaled by CSS
+    assert {k: v.shape[:2] for k, v in native.items()} == dict.fromkeys(views, (32, 32))
+    assert all(np.array_equal(views[k], native[k].repeat(8, 0).repeat(8, 1)) for k in views)
 
 
 def test_compare_is_exact_at_zero_and_moves_with_eps(reg) -> None:
     registry, key = reg
     panel, diff = render.compare_walk(registry, key, 3, ZERO, 5, {"rotation": 0.0})
     assert diff < 1e-6 and panel.shape == (256, 3 * 256 + 8, 3)  # Phi(0) = 0 and T_0 = identity
+    native, _ = render.compare_walk(registry, key, 3, ZERO, 5, {"rotation": 0.0}, target=None)
+    assert native.shape == (32, 3 * 32 + 8, 3)
     _, diff = render.compare_walk(registry, key, 3, ZERO, 5, {"tx": 2.5})
     assert diff > 0
 

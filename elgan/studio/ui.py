@@ -3,15 +3,15 @@
 The one module under elgan/ that imports gradio (app.py imports it; nothing in elgan/ does): it holds
 layout and wiring only, as app.py does, and every computation is a plain function elsewhere in
 elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py, the "Train" tab over jobs.py and
-access.py (who may train) -- the one patch of Gradio the app needs (its output-image cache, written
-atomically), and how a refused request is reported (:func:`refuse`: one log line, no traceback).
+access.py (who may train) -- the patches of Gradio's cache the app needs (output pictures written
+atomically and quickly, expired files deleted safely; the file work is elgan/studio/cache.py), and how a
+refused request is reported (:func:`refuse`: one log line, no traceback).
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..config import ABLATIONS, SIZES
 from ..invert import InversionConfig
-from . import curves, jobs, progress, render, segment
+from . import cache, curves, jobs, progress, render, segment
 from . import invert as photo
 from .access import TrainAccess
 from .registry import UNTRAINED, ModelRegistry, StudioError, label_of
@@ -47,31 +47,53 @@ def user_of(request: gr.Request | None, profile: gr.OAuthProfile | None = None) 
     return str(name) if name else None
 
 
+PNG_LEVEL = 1  # zlib level of output PNGs: on these pictures ~3x faster to encode than PIL's default 6, ~15% larger
+
+
+def encode_image(img: Image.Image, format: str) -> bytes:
+    """Gradio's encoding of an output image, but PNG at zlib level PNG_LEVEL (still lossless)."""
+    from gradio import processing_utils as pu
+
+    if format.lower() != "png":
+        return pu.encode_pil_to_bytes(img, format)
+    with io.BytesIO() as out:
+        img.save(out, "png", pnginfo=pu.get_pil_metadata(img), compress_level=PNG_LEVEL)
+        return out.getvalue()
+
+
 def install_atomic_image_cache() -> None:
-    """Make Gradio's cache of output images safe under concurrent visitors.
+    """Make Gradio's cache of output images safe under concurrent visitors, and its PNGs quick to write.
 
     Gradio 6 stores each returned image at a path named by the hash of its bytes, with a plain
     write_bytes: when two visitors get the same picture (every first view is seed 0), the second write
     truncates the file while the first visitor's browser is downloading it, and that download breaks
     (1 in 4 identical concurrent requests in tests/test_hostile_uploads.py). Same bytes, same path: the
-    file is written once, under a temporary name renamed into place, and reused afterwards.
+    file is written once, under a temporary name renamed into place, and reused afterwards
+    (:func:`elgan.studio.cache.write_once`). PNGs are encoded at zlib level PNG_LEVEL
+    (:func:`encode_image`): encoding was most of an Explore move's server time (docs/performance.md).
     """
     from gradio import processing_utils as pu
 
     def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp") -> str:
-        data = pu.encode_pil_to_bytes(img, format)
-        folder = Path(cache_dir) / pu.hash_bytes(data)
-        folder.mkdir(exist_ok=True, parents=True)
-        path = (folder / f"{name}.{format}").resolve()
-        if path.is_file() and path.stat().st_size == len(data):
-            os.utime(path)  # handed out again: delete_cache ages files by their time
-        else:
-            tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return str(path)
+        data = encode_image(img, format)
+        return cache.write_once(cache_dir, pu.hash_bytes(data), f"{name}.{format}", data)
 
     pu.save_pil_to_cache = save_pil_to_cache
+
+
+def install_cache_sweep() -> None:
+    """Gradio's cache expiry (``gr.Blocks(delete_cache=...)``) with :func:`elgan.studio.cache.sweep` doing
+    the deleting: safe while requests add files, and it removes the emptied folders, which Gradio 6 leaves
+    behind (one per output picture). Gradio still schedules it and runs it once more at shutdown."""
+    from gradio import route_utils
+
+    def delete_files_created_by_app(blocks: gr.Blocks, age: int | None) -> None:
+        keep: set[str] = set()
+        for block in list(blocks.blocks.values()):  # example files: Gradio keeps them
+            keep.update(getattr(block, "keep_in_cache", ()))
+        cache.sweep(blocks.temp_file_sets, keep, age)
+
+    route_utils.delete_files_created_by_app = delete_files_created_by_app
 
 
 def code_slider(n: int, value: int = 0, **kw: Any) -> gr.Slider:
@@ -81,9 +103,11 @@ def code_slider(n: int, value: int = 0, **kw: Any) -> gr.Slider:
                      interactive=n > 1, **kw)
 
 
-def output_image(label: str, **kw: Any) -> gr.Image:
-    """An output image: lossless PNG, nearest-neighbour display, downloadable."""
-    return gr.Image(label=label, format="png", interactive=False, elem_classes="pixelated",
+def output_image(label: str, native: bool = False, **kw: Any) -> gr.Image:
+    """An output image: lossless PNG, nearest-neighbour display, downloadable. `native`: the picture is sent
+    at the model's size (e.g. 128²) and the browser scales it to fill the view (CSS class "native")."""
+    return gr.Image(label=label, format="png", interactive=False,
+                    elem_classes=["pixelated", "native"] if native else "pixelated",
                     buttons=["download", "fullscreen"], **kw)
 
 
