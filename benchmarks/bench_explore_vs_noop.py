@@ -10,7 +10,7 @@ display, same heights), computed in no time. Headless Chromium opens both pages;
 no-op, app, no-op, ...), and in each run the first number input of the page (Explore's "move right (tx)"
 box; the no-op's slider box) is set `--moves` times, as a person typing or stepping it, each time to a
 value not used before in the invocation (nothing comes from a cache), the same values for every app.
-With `--baseline-dir DIR` the app of another checkout (e.g. the last commit) joins the alternation, so
+With `--baseline-dir DIR` the app of another checkout (e.g. a previous commit) joins the alternation, so
 that before and after are measured under the same load.
 
 One move is timed inside the page, from the input event to the moment every picture of the view shows
@@ -165,7 +165,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=2, help="runs per app, alternating app / no-op")
     p.add_argument("--warmup", type=int, default=5, help="moves per page before the first run, not counted")
     p.add_argument("--checkpoint", default=None, help="bundle the app serves (default: as the app picks)")
-    p.add_argument("--baseline-dir", default=None, help="also serve the app from this folder (e.g. the last commit, "
+    p.add_argument("--baseline-dir", default=None, help="also serve the app from this folder (e.g. a previous commit, "
                    "`git archive HEAD | tar -x -C DIR`) in the same alternation: before and after under one load")
     p.add_argument("--noop-images", type=int, default=5, help="pictures the no-op returns (Explore shows five)")
     p.add_argument("--noop-size", type=int, default=128, help="their side in pixels (the model's native size)")
