@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import torch
 
@@ -116,3 +119,23 @@ def flops_of(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def start_server(argv: list[str], port: int, env: dict[str, str], log: Path, cwd: Path,
+                 name: str = "the server") -> subprocess.Popen:
+    """Start a server process; return once its /config answers. Its stderr goes to `log` (a file, not a
+    pipe nobody reads: a chatty server would block on a full pipe)."""
+    with open(log, "w") as err:
+        server = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"{name} exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit(f"{name} did not answer within 300 s")

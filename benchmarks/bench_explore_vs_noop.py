@@ -34,11 +34,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks._common import start_server  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -122,21 +124,8 @@ def serve_noop(port: int, n_images: int, size: int, fmt: str, run_history: bool)
 
 
 def start(argv: list[str], port: int, env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
-    """Start a server process; return once its /config answers (stderr goes to `log`, never a full pipe)."""
-    with open(log, "w") as err:
-        server = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"{argv[1]} exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
-                if r.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"{argv[1]} did not answer within 300 s")
+    """Start a server process; return once its /config answers."""
+    return start_server(argv, port, env, log, cwd, name=argv[1])
 
 
 def server_phases(port: int) -> list[dict]:

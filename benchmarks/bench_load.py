@@ -37,10 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks._common import start_server as start_process  # noqa: E402
 
 
 def free_port() -> int:
@@ -106,20 +107,7 @@ def start_server(port: int, checkpoint: str | None, cache: Path, expiry: list[in
     if queue_size is not None:
         argv += ["--queue-size", str(queue_size)]
     env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "w") as err:  # a file, not a pipe nobody reads: a chatty server would block on a full pipe
-        server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the app exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as r:
-                if r.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit("the app did not come up within 300 s")
+    return start_process(argv, port, env, log, ROOT, name="the app")
 
 
 def main() -> int:
