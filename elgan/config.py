@@ -104,10 +104,16 @@ class PhiConfig:
     t_dim: int = 10  # d_T: Phi shifts only the first t_dim dims of z (appendix A)
     z_dim: int = 100  # dimension of z
     hidden: int = 64  # width of the 4-layer MLP
+    gain: float = 1.0  # multiplies the MLP's output: the walk's starting length (a z step of ~1 moves an image)
 
     def __post_init__(self) -> None:
         _check(0 <= self.eps_dim <= 4, "eps_dim must be in [0, 4]")
+        _check(self.gain > 0, f"Phi gain must be > 0, got {self.gain}")
         _check(1 <= self.t_dim <= self.z_dim, "t_dim must be in [1, z_dim]")
+
+
+MOMENT_REGS = ("batch", "known")  # see losses.moment_regularizer
+EQUI_FORMS = ("absolute", "relative")  # see losses.equivariance_loss
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,12 @@ class LossConfig:
     mask_size_eta: float = 0.25  # minimal tolerated mean mask (PerturbGAN's published command: 0.25)
     equi_rampup_iters: int = -1  # t_1 of gamma_e(t) = min(1, t / t_1) * gamma_equi, iterations; -1: rampup_iters
     equi_detach_target: bool = True  # stop gradients through T^X G(z, c) in eq. (8): G cannot move the target
+    moment_reg: str = "batch"  # L_reg's estimate: batch (the paper's, z's sampling noise included) | known
+    equi_form: str = "absolute"  # eq. (8) as written | relative (divided by the unmoved image's distance)
+
+    def __post_init__(self) -> None:
+        _check(self.moment_reg in MOMENT_REGS, f"moment_reg must be one of {MOMENT_REGS}, got {self.moment_reg!r}")
+        _check(self.equi_form in EQUI_FORMS, f"equi_form must be one of {EQUI_FORMS}, got {self.equi_form!r}")
 
 
 def rampup_iters(iters: int) -> int:
@@ -264,6 +276,6 @@ def gan_config(size: int = 64, ablation_name: str = "E", width: int = 16, d_widt
     # the projected D's E_x reads pretrained features that are not spectrally bounded: no temperature
     disc = DiscriminatorConfig(size=size, width=d_width or width, n_categories=gen.n_categories,
                                n_super=gen.n_super, kind=disc, recovery_gain=1.0 if disc == "projected" else 10.0)
-    phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim)
+    phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim, gain=overrides.pop("phi_gain", 1.0))
     return GanTrainConfig(size=size, ablation=ablation_name, generator=gen, discriminator=disc, phi=phi,
                           perturb=perturb, loss=replace(loss, **loss_over), **overrides)

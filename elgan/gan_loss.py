@@ -62,6 +62,7 @@ class FakeBatch(NamedTuple):
     perturbed: torch.Tensor  # [N, 3, H, W] T_eps^X G(z, c), eq. (3): D's input and the equivariance target
     walked: torch.Tensor | None  # [N, 3, H, W] G(z + Phi(eps), c), or None when equivariance is off
     z_walked: torch.Tensor | None  # [N, z_dim] T_eps^Z z for the moment regulariser
+    z: torch.Tensor | None = None  # [N, z_dim] the codes before the walk (the regulariser's known form)
 
 
 def mask_statistics(mask: torch.Tensor) -> dict[str, float]:
@@ -116,7 +117,7 @@ class ElganLoss:
                 layers = Layers(*(t.float() for t in self.G(z, c)))
         fg, mask = transform_layers(layers.foreground, layers.mask, eps_to_params(eps, cfg.perturb))
         perturbed = compose(layers.background, fg, mask)
-        return FakeBatch(c, self.generator.super_category(c), layers, perturbed, walked, z_walked)
+        return FakeBatch(c, self.generator.super_category(c), layers, perturbed, walked, z_walked, z)
 
     def d_phase(self, real: torch.Tensor, fake: FakeBatch, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_D L_adv^(D); E_x (on D's trunk) learns c from the detached fakes here, since only D's
@@ -171,8 +172,13 @@ class ElganLoss:
             # the target equal G's own background, the trivial zero of the loss.
             weight = losses.equivariance_weight(step, lc.gamma_equi, lc.equi_rampup_iters)
             target = fake.perturbed.detach() if lc.equi_detach_target else fake.perturbed
-            terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, target)
-            terms["g_moment_reg"] = losses.moment_regularizer(self.gather(fake.z_walked))
+            unmoved = fake.layers.image if lc.equi_form == "relative" else None
+            terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, target, unmoved)
+            if lc.moment_reg == "known":
+                terms["g_moment_reg"] = losses.moment_regularizer_known(self.gather(fake.z),
+                                                                        self.gather(fake.z_walked))
+            else:
+                terms["g_moment_reg"] = losses.moment_regularizer(self.gather(fake.z_walked))
             terms["gamma_equi"] = torch.tensor(weight)
             total = total + weight * terms["g_equivariance"] + lc.gamma_reg * terms["g_moment_reg"]
         terms["g_total"] = total

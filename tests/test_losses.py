@@ -49,6 +49,20 @@ def test_moment_regularizer():
     assert math.isclose(losses.moment_regularizer(torch.full((4, 2), 2.0)).item(), 2 * 4 + 2 * 9)
 
 
+def test_moment_regularizer_known_drops_the_sampling_noise_of_z():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(32, 100, generator=g)
+    # no walk: the known form is exactly 0, the batch form is z's sampling noise (about 100 * 3 / 32)
+    assert losses.moment_regularizer_known(z, z).item() == 0.0
+    assert 5 < losses.moment_regularizer(z).item() < 15
+    # with a walk, both estimate the same population value ||E s||^2 + ||E s^2||^2 (large batch)
+    big = torch.randn(200_000, 4, generator=g)
+    shift = torch.tensor([0.5, -1.0, 0.0, 2.0])
+    population = shift.pow(2).sum() + shift.pow(4).sum()
+    assert math.isclose(losses.moment_regularizer_known(big, big + shift).item(), population.item(), rel_tol=0.02)
+    assert math.isclose(losses.moment_regularizer(big + shift).item(), population.item(), rel_tol=0.02)
+
+
 def test_perceptual_distance_and_equivariance_loss():
     x = torch.zeros(2, 3, 4, 4)
     y = torch.ones(2, 3, 4, 4)
@@ -62,6 +76,25 @@ def test_perceptual_distance_and_equivariance_loss():
     a = torch.rand(3, 3, 8, 8)
     assert losses.equivariance_loss(pyramid, a, a).item() == 0
     assert losses.equivariance_loss(pyramid, a, a + 0.5).item() > 0
+
+
+def test_relative_equivariance_loss_gives_a_lazy_walk_no_reward_for_a_small_object():
+    """Absolute eq. (8): a walk that does nothing costs less when the object is smaller (the mask-shrinking
+    escape). Relative form: it costs 1 whatever the object's size; a walk that makes the move costs 0."""
+    def pyramid(img):
+        return [img]
+
+    def scene(size: int, shift: int) -> torch.Tensor:
+        img = torch.zeros(4, 3, 16, 16)
+        img[:, :, 4 + shift:4 + shift + size, 4:4 + size] = 1.0
+        return img
+
+    lazy = {s: losses.equivariance_loss(pyramid, scene(s, 0), scene(s, 2)).item() for s in (2, 8)}
+    assert lazy[2] < lazy[8]
+    rel = {s: losses.equivariance_loss(pyramid, scene(s, 0), scene(s, 2), unmoved=scene(s, 0)).item()
+           for s in (2, 8)}
+    assert abs(rel[2] - 1) < 0.02 and abs(rel[8] - 1) < 0.02  # the floor (1e-3) takes a little
+    assert losses.equivariance_loss(pyramid, scene(8, 2), scene(8, 2), unmoved=scene(8, 0)).item() == 0
 
 
 def test_equivariance_rampup():

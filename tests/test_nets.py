@@ -1,5 +1,7 @@
 """Shapes and code dependencies of every ELGAN network at 32^2 and 64^2."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -32,6 +34,9 @@ def test_shapes(size):
     assert torch.equal(zt[:, 10:], z[:, 10:]), "Phi must only move the first d_T = 10 dims"
     assert not torch.equal(zt[:, :10], z[:, :10])
     torch.testing.assert_close(phi(z, torch.zeros(3, 4)), z)  # T_0^Z is the identity
+    longer = LatentTransform(dataclasses.replace(phi.cfg, gain=10.0))
+    longer.load_state_dict(phi.state_dict())  # the gain is a constant, not a weight: same state dict
+    torch.testing.assert_close(longer.shift(eps), 10 * phi.shift(eps))
 
 
 def test_codes_reach_the_right_layers():

@@ -22,7 +22,9 @@ from elgan import distributed
 from elgan.config import (
     ABLATIONS,
     DISCRIMINATORS,
+    EQUI_FORMS,
     FD_NETS,
+    MOMENT_REGS,
     PERCEPTUAL_NETS,
     PRECISIONS,
     SIZES,
@@ -52,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "comparable across runs) | rotnet (FD-RotNet, within one run)")
     p.add_argument("--no-detach-target", action="store_true", help="let gradients flow through the "
                    "equivariance target T^X G(z, c) too (default: detached)")
+    p.add_argument("--phi-gain", type=float, default=1.0, help="multiplies Phi's output: the latent walk's "
+                   "starting length (1: the paper's MLP as initialised)")
+    p.add_argument("--moment-reg", choices=MOMENT_REGS, default="batch", help="Phi's moment regulariser: "
+                   "batch (the paper's estimate) | known (z's moments taken as known: no z sampling noise)")
+    p.add_argument("--equi-form", choices=EQUI_FORMS, default="absolute", help="equivariance loss: absolute "
+                   "(eq. 8 as written) | relative (divided by the distance of the unmoved image to the target)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--categories", type=int, default=200, help="size of the private code c (the paper's 200)")
     p.add_argument("--group-size", type=int, default=10, help="fine categories per super-category "
@@ -94,12 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     iters = args.iters if args.iters is not None else 20000
-    loss = {"equi_detach_target": not args.no_detach_target}
+    loss = {"equi_detach_target": not args.no_detach_target, "moment_reg": args.moment_reg,
+            "equi_form": args.equi_form}
     if args.equi_rampup is not None:  # else config.rampup_iters(iters), the one default
         loss["equi_rampup_iters"] = args.equi_rampup
     return gan_config(
         args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
-        perceptual=args.perceptual, fd_net=args.fd_net,
+        perceptual=args.perceptual, fd_net=args.fd_net, phi_gain=args.phi_gain,
         data=args.data, batch=args.batch, iters=iters,
         lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
         rotnet=args.rotnet,

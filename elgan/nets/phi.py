@@ -28,7 +28,7 @@ class LatentTransform(nn.Module):
         Subtracting Phi(0) makes T_0^Z the identity exactly, as T_0^X is: the equivariance loss would
         otherwise have to learn it, and the app's sliders at 0 would not show the sample itself.
         """
-        out = self.mlp(torch.cat([eps, eps.new_zeros(1, eps.shape[1])]))  # one MLP call for both
+        out = self.cfg.gain * self.mlp(torch.cat([eps, eps.new_zeros(1, eps.shape[1])]))  # one call for both
         return F.pad(out[:-1] - out[-1:], (0, self.cfg.z_dim - self.cfg.t_dim))
 
     def forward(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
