@@ -98,17 +98,22 @@ class PerturbConfig:
         return len(self.eps_names)
 
 
+WALKS = ("free", "fixed_length")  # see nets.phi.LatentTransform.shift
+
+
 @dataclass(frozen=True)
 class PhiConfig:
     eps_dim: int = 4  # d_eps: enabled degrees of freedom of the affine perturbation
     t_dim: int = 10  # d_T: Phi shifts only the first t_dim dims of z (appendix A)
     z_dim: int = 100  # dimension of z
     hidden: int = 64  # width of the 4-layer MLP
-    gain: float = 1.0  # multiplies the MLP's output: the walk's starting length (a z step of ~1 moves an image)
+    gain: float = 1.0  # free walk: multiplies the MLP's output; fixed_length walk: the shift's norm at |eps| = 1
+    walk: str = "free"  # free: z + Phi(eps), the paper's | fixed_length: Phi picks the direction, |eps| the length
 
     def __post_init__(self) -> None:
         _check(0 <= self.eps_dim <= 4, "eps_dim must be in [0, 4]")
         _check(self.gain > 0, f"Phi gain must be > 0, got {self.gain}")
+        _check(self.walk in WALKS, f"Phi walk must be one of {WALKS}, got {self.walk!r}")
         _check(1 <= self.t_dim <= self.z_dim, "t_dim must be in [1, z_dim]")
 
 
@@ -276,6 +281,7 @@ def gan_config(size: int = 64, ablation_name: str = "E", width: int = 16, d_widt
     # the projected D's E_x reads pretrained features that are not spectrally bounded: no temperature
     disc = DiscriminatorConfig(size=size, width=d_width or width, n_categories=gen.n_categories,
                                n_super=gen.n_super, kind=disc, recovery_gain=1.0 if disc == "projected" else 10.0)
-    phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim, gain=overrides.pop("phi_gain", 1.0))
+    phi = PhiConfig(eps_dim=perturb.eps_dim, z_dim=gen.z_dim, gain=overrides.pop("phi_gain", 1.0),
+                    walk=overrides.pop("phi_walk", "free"))
     return GanTrainConfig(size=size, ablation=ablation_name, generator=gen, discriminator=disc, phi=phi,
                           perturb=perturb, loss=replace(loss, **loss_over), **overrides)

@@ -37,6 +37,9 @@ def test_shapes(size):
     longer = LatentTransform(dataclasses.replace(phi.cfg, gain=10.0))
     longer.load_state_dict(phi.state_dict())  # the gain is a constant, not a weight: same state dict
     torch.testing.assert_close(longer.shift(eps), 10 * phi.shift(eps))
+    fixed = LatentTransform(dataclasses.replace(phi.cfg, gain=2.0, walk="fixed_length"))
+    torch.testing.assert_close(fixed.shift(eps).norm(dim=1), 2.0 * eps.norm(dim=1))  # Phi picks only directions
+    assert fixed.shift(torch.zeros(1, 4)).abs().max() == 0  # T_0^Z stays the identity
 
 
 def test_codes_reach_the_right_layers():

@@ -28,6 +28,7 @@ from elgan.config import (
     PERCEPTUAL_NETS,
     PRECISIONS,
     SIZES,
+    WALKS,
     ConfigError,
     GanTrainConfig,
     gan_config,
@@ -56,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "equivariance target T^X G(z, c) too (default: detached)")
     p.add_argument("--phi-gain", type=float, default=1.0, help="multiplies Phi's output: the latent walk's "
                    "starting length (1: the paper's MLP as initialised)")
+    p.add_argument("--phi-walk", choices=WALKS, default="free", help="free: z + Phi(eps), the paper's | "
+                   "fixed_length: Phi chooses the direction, the length is --phi-gain * |eps|")
     p.add_argument("--moment-reg", choices=MOMENT_REGS, default="batch", help="Phi's moment regulariser: "
                    "batch (the paper's estimate) | known (z's moments taken as known: no z sampling noise)")
+    p.add_argument("--gamma-reg", type=float, default=None, help="weight of Phi's moment regulariser "
+                   "(default 1; the paper does not state its value)")
     p.add_argument("--equi-form", choices=EQUI_FORMS, default="absolute", help="equivariance loss: absolute "
                    "(eq. 8 as written) | relative (divided by the distance of the unmoved image to the target)")
     p.add_argument("--batch", type=int, default=32)
@@ -104,11 +109,13 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     iters = args.iters if args.iters is not None else 20000
     loss = {"equi_detach_target": not args.no_detach_target, "moment_reg": args.moment_reg,
             "equi_form": args.equi_form}
+    if args.gamma_reg is not None:
+        loss["gamma_reg"] = args.gamma_reg
     if args.equi_rampup is not None:  # else config.rampup_iters(iters), the one default
         loss["equi_rampup_iters"] = args.equi_rampup
     return gan_config(
         args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
-        perceptual=args.perceptual, fd_net=args.fd_net, phi_gain=args.phi_gain,
+        perceptual=args.perceptual, fd_net=args.fd_net, phi_gain=args.phi_gain, phi_walk=args.phi_walk,
         data=args.data, batch=args.batch, iters=iters,
         lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
         rotnet=args.rotnet,

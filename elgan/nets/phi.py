@@ -28,8 +28,16 @@ class LatentTransform(nn.Module):
         Subtracting Phi(0) makes T_0^Z the identity exactly, as T_0^X is: the equivariance loss would
         otherwise have to learn it, and the app's sliders at 0 would not show the sample itself.
         """
-        out = self.cfg.gain * self.mlp(torch.cat([eps, eps.new_zeros(1, eps.shape[1])]))  # one call for both
-        return F.pad(out[:-1] - out[-1:], (0, self.cfg.z_dim - self.cfg.t_dim))
+        out = self.mlp(torch.cat([eps, eps.new_zeros(1, eps.shape[1])]))  # one MLP call for both
+        shift = out[:-1] - out[-1:]
+        if self.cfg.walk == "fixed_length":
+            # Phi chooses the direction only; the length is gain * |eps|. Measured: a free walk collapses
+            # to ~0 early in GAN training (any walk changes the content of a G not yet equivariant, so
+            # eq. (8) first rewards no walk), after which G never learns the move.
+            shift = self.cfg.gain * eps.norm(dim=1, keepdim=True) * shift / (shift.norm(dim=1, keepdim=True) + 1e-8)
+        else:
+            shift = self.cfg.gain * shift
+        return F.pad(shift, (0, self.cfg.z_dim - self.cfg.t_dim))
 
     def forward(self, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return z + self.shift(eps)  # T_eps^Z z
