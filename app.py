@@ -5,7 +5,7 @@ photo into the GAN and edit it, train new ones.
     python app.py --checkpoint runs/00003-pipeline-synthetic-64-E/bundle.safetensors --port 7861
     ELGAN_DATA_ROOT=/data python app.py             # folders under /data become training datasets
 
-Layout and wiring only: every computation is a plain function in elgan.studio. Handlers are stateless;
+Layout and wiring only: every computation is a plain function in the studio package. Handlers are stateless;
 the one shared object is the read-only model registry (loaded once, guarded by a lock for loading), and
 gr.State holds only small values (the selected model's path, a log signature).
 """
@@ -23,9 +23,9 @@ import gradio as gr
 import numpy as np
 import torch
 
-from elgan.studio import render, segment, ui
-from elgan.studio.access import TrainAccess, train_access
-from elgan.studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
+from studio import render, segment, ui
+from studio.access import TrainAccess, train_access
+from studio.registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
 CSS = (".pixelated img { image-rendering: pixelated; } .caption p { margin: 0; } "
        # Explore's live views come at the model's size (e.g. 128²) and the browser scales them up, at most to
@@ -82,7 +82,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                cache_expiry: tuple[int, int] = CACHE_EXPIRY) -> gr.Blocks:
     """The whole app; tests launch it in-process (``demo.launch(prevent_thread_lock=True, ...)``).
 
-    Who may train is `access` (``elgan.studio.access.train_access()`` reads it from the environment when
+    Who may train is `access` (``studio.access.train_access()`` reads it from the environment when
     the app is started as a program); without it, anyone if `allow_training`, else nobody. At most
     `queue_size` requests wait at once (one more is refused: "busy"); every `cache_expiry[0]` s Gradio deletes
     the files of its cache older than `cache_expiry[1]` s.
@@ -105,7 +105,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
                 continue
     segment.warm_domain_check(registry)  # builds the feature net in a thread if a loaded model checks uploads
 
-    # ---- handlers: thin adapters from widgets to elgan.studio; StudioError -> a message in the UI ----
+    # ---- handlers: thin adapters from widgets to studio/; StudioError -> a message in the UI ----
 
     def explore(model: str, seed: float, z0: float, z1: float, z2: float, z3: float, z4: float, c: float,
                 tx: float, ty: float, rotation: float, scale: float, compare: bool) -> tuple[Any, ...]:

@@ -119,8 +119,8 @@ def main() -> None:
     from gradio_client import Client, handle_file
 
     import app
-    from elgan.studio import render, segment
-    from elgan.studio.registry import ModelRegistry
+    from studio import render, segment
+    from studio.registry import ModelRegistry
 
     root = Path(__file__).resolve().parents[1]
     registry = ModelRegistry(root / "checkpoints", None, extra=[args.checkpoint] if args.checkpoint else None)

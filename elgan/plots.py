@@ -1,4 +1,4 @@
-"""Line charts as PNG with Pillow alone (no plotting package to install), for README figures such as the
+"""Line charts as PNG with matplotlib (its Agg renderer: no display needed), for README figures such as the
 mean mask area over training of each ablation variant."""
 
 from __future__ import annotations
@@ -6,59 +6,54 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 # colour-blind-safe palette (Okabe-Ito), cycled
 PALETTE = ((0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
            (0, 0, 0), (240, 228, 66))
+DPI = 100  # `size` is in pixels: the figure is size / DPI inches
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    step = (hi - lo) / n
-    return [lo + i * step for i in range(n + 1)]
+def _colour(i: int) -> tuple[float, float, float]:
+    r, g, b = PALETTE[i % len(PALETTE)]
+    return r / 255, g / 255, b / 255
 
 
 def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
                title: str = "", xlabel: str = "", ylabel: str = "", y_range: tuple[float, float] | None = None,
                size: tuple[int, int] = (760, 420)) -> None:
-    """One line per series (name -> (xs, ys)), a legend on the right, axes with 6 ticks each."""
-    w, h = size
-    left, right, top, bottom = 60, 170, 34, 46
-    img = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    xs_all = [x for xs, _ in series.values() for x in xs]
-    ys_all = [y for _, ys in series.values() for y in ys]
-    if not xs_all:
+    """One line per series (name -> (xs, ys)), a legend on the right; an RGB image of `size` pixels at `path`
+    (PNG for a .png path: the format follows the suffix).
+
+    A series of one point is drawn as a dot; with `y_range` the y axis is fixed to it (lines leaving the
+    range are cut at its edge). Raises ValueError when every series is empty or xs and ys differ in length.
+    """
+    points = {name: (list(xs), list(ys)) for name, (xs, ys) in series.items()}
+    for name, (xs, ys) in points.items():
+        if len(xs) != len(ys):
+            raise ValueError(f"line_chart: series {name!r} has {len(xs)} x values and {len(ys)} y values")
+    if not any(xs for xs, _ in points.values()):
         raise ValueError("line_chart: every series is empty")
-    x0, x1 = min(xs_all), max(xs_all)
-    y0, y1 = y_range if y_range is not None else (min(ys_all), max(ys_all))
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (w - left - right),
-                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
-
-    for t in _ticks(y0, y1):
-        _, yy = px(x0, t)
-        d.line([(left, yy), (w - right, yy)], fill=(230, 230, 230))
-        d.text((left - 6, yy), f"{t:.2f}", fill="black", font=font, anchor="rm")
-    for t in _ticks(x0, x1):
-        xx, _ = px(t, y0)
-        d.line([(xx, top), (xx, h - bottom)], fill=(240, 240, 240))
-        d.text((xx, h - bottom + 6), f"{t:.0f}", fill="black", font=font, anchor="ma")
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for i, (name, (xs, ys)) in enumerate(series.items()):
-        colour = PALETTE[i % len(PALETTE)]
-        points = [px(x, min(max(y, y0), y1)) for x, y in zip(xs, ys, strict=True)]
-        if len(points) > 1:
-            d.line(points, fill=colour, width=2)
-        elif points:
-            d.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
-        ly = top + 8 + 18 * i
-        d.line([(w - right + 12, ly), (w - right + 36, ly)], fill=colour, width=3)
-        d.text((w - right + 42, ly), name, fill="black", font=font, anchor="lm")
-    d.text((w // 2, 10), title, fill="black", font=font, anchor="ma")
-    d.text(((left + w - right) // 2, h - 16), xlabel, fill="black", font=font, anchor="ma")
-    d.text((6, top - 14), ylabel, fill="black", font=font)
-    img.save(path)
+    w, h = size
+    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI, facecolor="white", layout="constrained")
+    canvas = FigureCanvasAgg(fig)  # render with Agg whatever matplotlib's configured backend is
+    ax = fig.add_subplot()
+    for i, (name, (xs, ys)) in enumerate(points.items()):
+        ax.plot(xs, ys, color=_colour(i), linewidth=2, label=name, marker="o" if len(xs) == 1 else None,
+                markersize=4)
+    if y_range is not None:
+        ax.set_ylim(*y_range)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.grid(True, color=(0.9, 0.9, 0.9), linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.legend(loc="outside right upper", frameon=False, fontsize=9)
+    canvas.draw()
+    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(path)  # RGB; format from the suffix

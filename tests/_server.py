@@ -4,14 +4,17 @@ On a busy machine (CI, or training runs beside the tests) a freshly launched ser
 seconds to answer its first request, and gradio_client's own fetch of /config gives up after httpx's
 default 5 s. So every test that talks to a server goes through here: :func:`serve` returns only once
 the server answers, :func:`connect` builds a Client with generous timeouts, and :func:`wait_ready`
-polls with an overall deadline (READY_S) instead of trusting one short request.
+polls with an overall deadline (READY_S) instead of trusting one short request; :func:`raw_call`
+sends one event as a browser does.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +77,7 @@ def launch(demo: Any, **options: Any) -> str:
 def serve(root: Path, **build: Any) -> tuple[str, Any]:
     """The app on the bundles in root/checkpoints (runs under root/runs), ready; returns (url, demo)."""
     import app
-    from elgan.studio.registry import ModelRegistry
+    from studio.registry import ModelRegistry
 
     registry = ModelRegistry(root / "checkpoints", root / "runs")
     demo = app.build_demo(registry, root / "runs", build.pop("data_root", None), **build)
@@ -90,3 +93,22 @@ def connect(url: str, **kw: Any) -> Any:
     kw.setdefault("httpx_kwargs", {"timeout": httpx.Timeout(HTTP_S)})
     return Client(url, **kw)
 
+
+def raw_call(base: str, api_name: str, data: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One event through Gradio's queue as a browser sends it (state slots included, None); returns the
+    final message and every message before it (warnings arrive as "log" messages)."""
+    config = wait_ready(base)
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    session = uuid.uuid4().hex
+    messages = []
+    with httpx.Client(base_url=base, timeout=HTTP_S) as http:
+        http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session,
+                                                  "event_data": None, "trigger_id": None}).raise_for_status()
+        with http.stream("GET", f"gradio_api/queue/data?session_hash={session}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    messages.append(msg)
+                    if msg.get("msg") == "process_completed":
+                        return msg, messages
+    raise AssertionError(f"no completion: {messages}")

@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from elgan.ablation import VARIANTS, variant_config
 from elgan.config import ConfigError
-from elgan.plots import line_chart
+from elgan.plots import PALETTE, line_chart
 from training import ablation as cli
 
 
@@ -49,9 +50,16 @@ def test_tiny_ablation_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_line_chart(tmp_path: Path) -> None:
-    line_chart({"a": ([0, 1, 2], [0.1, 0.5, 0.9]), "b": ([0], [0.3])}, tmp_path / "c.png", y_range=(0, 1))
-    img = Image.open(tmp_path / "c.png").convert("RGB")
-    colours = {img.getpixel((x, y)) for x in range(0, 760, 3) for y in range(0, 420, 3)}
-    assert (0, 114, 178) in colours  # the first series was drawn in its palette colour
+    line_chart({"a": ([0, 1, 2], [0.1, 0.5, 0.9]), "b": ([0], [0.3])}, tmp_path / "c.png", title="t",
+               xlabel="x", ylabel="y", y_range=(0, 1))
+    img = Image.open(tmp_path / "c.png")
+    assert (img.format, img.mode, img.size) == ("PNG", "RGB", (760, 420))
+    pixels = np.asarray(img).reshape(-1, 3)
+    for colour in PALETTE[:2]:  # both series (the one-point one as a dot) in their palette colours
+        assert (pixels == colour).all(axis=1).any(), colour
+    line_chart({"a": ([0, 5], [2.0, 2.0])}, tmp_path / "flat.png", size=(300, 200))  # constant: no crash
+    assert Image.open(tmp_path / "flat.png").size == (300, 200)
     with pytest.raises(ValueError, match="empty"):
         line_chart({"a": ([], [])}, tmp_path / "d.png")
+    with pytest.raises(ValueError, match="x values"):
+        line_chart({"a": ([0, 1], [0.5])}, tmp_path / "e.png")

@@ -17,7 +17,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
-from elgan.studio.registry import ModelRegistry  # noqa: E402
+from studio.registry import ModelRegistry  # noqa: E402
 from tests._server import HTTP_S, connect, launch, wait_ready  # noqa: E402
 from tests.test_studio import write_tiny_bundle  # noqa: E402
 
@@ -38,7 +38,7 @@ def app_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
     try:
         yield url, root, default, demo
     finally:
-        from elgan.studio import jobs
+        from studio import jobs
 
         jobs.stop_job(root / "runs")
         demo.close()
@@ -243,7 +243,7 @@ def test_an_app_on_a_model_with_one_super_category_builds(tmp_path: Path) -> Non
     from elgan.bundle import save_model_bundle
     from elgan.config import GeneratorConfig, PerturbConfig
     from elgan.nets.generator import LayeredGenerator
-    from elgan.studio import ui
+    from studio import ui
 
     g = LayeredGenerator(GeneratorConfig(size=32, width=4, n_categories=10, group_size=10)).eval()
     save_model_bundle(tmp_path / "checkpoints" / "default.safetensors", g, None, PerturbConfig())

@@ -46,8 +46,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import app
-    from elgan.studio import jobs
-    from elgan.studio.registry import ModelRegistry
+    from studio import jobs
+    from studio.registry import ModelRegistry
     from tests._server import launch
     from tests.test_studio import write_tiny_bundle
 

@@ -1,4 +1,4 @@
-"""The app's side of Gradio's file cache (elgan/studio/cache.py): pictures written once and atomically, and
+"""The app's side of Gradio's file cache (studio/cache.py): pictures written once and atomically, and
 the expiry sweep -- by age, keeping examples, removing emptied folders, safe while requests add files."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from elgan.studio import cache
+from studio import cache
 
 DIGEST = "ab" * 32  # a sha256 hex digest, as Gradio names the folders
 

@@ -89,7 +89,7 @@ def test_bundle_keeps_statistics_fp32_and_loads_without_them(fitted, tmp_path: P
     plain = write_tiny_bundle(tmp_path / "plain.safetensors")
     model = load_model_bundle(plain)
     assert model.domain is None  # an older bundle: loads, and never warns
-    from elgan.studio import segment
+    from studio import segment
 
     image = Image.fromarray(np.zeros((40, 40, 3), np.uint8))
     assert segment.domain_check(model, image) is None and segment.warning_text(None) == ""
@@ -113,7 +113,7 @@ def test_bundle_keeps_statistics_fp32_and_loads_without_them(fitted, tmp_path: P
 
 def test_segment_handler_warns_on_an_image_unlike_the_training_images(fitted, tmp_path: Path) -> None:
     import app
-    from elgan.studio.registry import ModelRegistry
+    from studio.registry import ModelRegistry
 
     base = load_model_bundle(write_tiny_bundle(tmp_path / "tmp.safetensors"))
     path = tmp_path / "checkpoints" / "default.safetensors"

@@ -21,8 +21,8 @@ from elgan.config import GeneratorConfig, PhiConfig, UNetConfig
 from elgan.nets.generator import LayeredGenerator
 from elgan.nets.phi import LatentTransform
 from elgan.nets.unet import UNet
-from elgan.studio import render
-from elgan.studio.registry import ModelError, ModelRegistry
+from studio import render
+from studio.registry import ModelError, ModelRegistry
 from tests.test_studio import write_tiny_bundle
 
 
@@ -165,8 +165,7 @@ def _state_ok(path: Path) -> Path:
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from tests._server import connect  # noqa: E402
-from tests.test_hostile_uploads import launch, raw_call  # noqa: E402
+from tests._server import connect, raw_call, serve  # noqa: E402
 
 EXPLORE = dict(seed=3, z0=0, z1=0, z2=0, z3=0, z4=0, c=12, tx=0, ty=0, rotation=0, scale=0, compare=False)
 IN_APP = ["truncated", "zero-byte", "pickle", "random", "wrong-shapes", "unet-only", "networks-not-a-list"]
@@ -179,7 +178,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     broken = {n: str(BROKEN[n][0](good, root / "checkpoints" / f"{n}.safetensors").resolve()) for n in IN_APP}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    url, demo = launch(root)
+    url, demo = serve(root)
     try:
         yield url, str(good.resolve()), broken
     finally:

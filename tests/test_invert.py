@@ -24,8 +24,8 @@ from elgan.config import GeneratorConfig
 from elgan.invert import InversionConfig, inversion_masks, invert, per_sample_perceptual, random_feature_net
 from elgan.losses import perceptual_distance
 from elgan.nets.generator import LayeredGenerator
-from elgan.studio import invert as photo
-from elgan.studio.registry import StudioError
+from studio import invert as photo
+from studio.registry import StudioError
 from tests._server import connect, launch
 from tests.test_studio import write_tiny_bundle
 
@@ -206,7 +206,7 @@ def test_studio_codes_and_edits(tmp_path: Path) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("gradio_client")
     import app
-    from elgan.studio.registry import ModelRegistry
+    from studio.registry import ModelRegistry
 
     root = tmp_path_factory.mktemp("photo-app")
     write_tiny_bundle(root / "checkpoints" / "default.safetensors")

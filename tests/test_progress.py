@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from elgan.studio import jobs, progress
+from studio import jobs, progress
 
 
 def _gan_config(folder: Path, iters: int = 200, **kw: object) -> None:

@@ -1,4 +1,4 @@
-"""The app's handlers as plain functions (elgan.studio), on a freshly initialised tiny bundle at 32 px."""
+"""The app's handlers as plain functions (studio), on a freshly initialised tiny bundle at 32 px."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from elgan.config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
 from elgan.nets.generator import LayeredGenerator
 from elgan.nets.phi import LatentTransform
 from elgan.nets.unet import UNet
-from elgan.studio import curves, jobs, render, segment
-from elgan.studio.registry import UNTRAINED, ModelError, ModelRegistry, StudioError, discover_models
+from studio import curves, jobs, render, segment
+from studio.registry import UNTRAINED, ModelError, ModelRegistry, StudioError, discover_models
 
 ZERO = (0.0,) * len(render.Z_DIMS)
 

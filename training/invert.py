@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError, load_image
-    from elgan.studio import invert as photo
-    from elgan.studio.registry import StudioError
     from elgan.unet_trainer import resolve_device
     from elgan.visualize import save_png
+    from studio import invert as photo
+    from studio.registry import StudioError
 
     try:
         model = load_model_bundle(args.bundle, resolve_device(args.device))

@@ -1,10 +1,10 @@
 """Gradio layout pieces of the app that would push app.py past one screenful per job.
 
-The one module under elgan/ that imports gradio (app.py imports it; nothing in elgan/ does): it holds
-layout and wiring only, as app.py does, and every computation is a plain function elsewhere in
-elgan.studio -- here, the "Your photo" tab over elgan/studio/invert.py, the "Train" tab over jobs.py and
+The one module of the studio package that imports gradio (app.py imports it; nothing in elgan/ imports
+gradio, nor studio): it holds layout and wiring only, as app.py does, and every computation is a plain
+function elsewhere -- here, the "Your photo" tab over studio/invert.py, the "Train" tab over jobs.py and
 access.py (who may train) -- the patches of Gradio's cache the app needs (output pictures written
-atomically and quickly, expired files deleted safely; the file work is elgan/studio/cache.py), and how a
+atomically and quickly, expired files deleted safely; the file work is studio/cache.py), and how a
 refused request is reported (:func:`refuse`: one log line, no traceback).
 """
 
@@ -20,14 +20,15 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ..config import ABLATIONS, SIZES
-from ..invert import InversionConfig
+from elgan.config import ABLATIONS, SIZES
+from elgan.invert import InversionConfig
+
 from . import cache, curves, jobs, progress, render, segment
 from . import invert as photo
 from .access import TrainAccess
 from .registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
-log = logging.getLogger("elgan.studio")
+log = logging.getLogger("studio")
 POLL_S = 2.0  # the Train tab's refresh period
 
 
@@ -67,9 +68,9 @@ def install_atomic_image_cache() -> None:
     Gradio 6 stores each returned image at a path named by the hash of its bytes, with a plain
     write_bytes: when two visitors get the same picture (every first view is seed 0), the second write
     truncates the file while the first visitor's browser is downloading it, and that download breaks
-    (1 in 4 identical concurrent requests in tests/test_hostile_uploads.py). Same bytes, same path: the
+    (1 in 4 identical concurrent requests in tests/test_hostile_app.py). Same bytes, same path: the
     file is written once, under a temporary name renamed into place, and reused afterwards
-    (:func:`elgan.studio.cache.write_once`). PNGs are encoded at zlib level PNG_LEVEL
+    (:func:`studio.cache.write_once`). PNGs are encoded at zlib level PNG_LEVEL
     (:func:`encode_image`): encoding was most of an Explore move's server time (docs/performance.md).
     """
     from gradio import processing_utils as pu
@@ -82,7 +83,7 @@ def install_atomic_image_cache() -> None:
 
 
 def install_cache_sweep() -> None:
-    """Gradio's cache expiry (``gr.Blocks(delete_cache=...)``) with :func:`elgan.studio.cache.sweep` doing
+    """Gradio's cache expiry (``gr.Blocks(delete_cache=...)``) with :func:`studio.cache.sweep` doing
     the deleting: safe while requests add files, and it removes the emptied folders, which Gradio 6 leaves
     behind (one per output picture). Gradio still schedules it and runs it once more at shutdown."""
     from gradio import route_utils
@@ -219,7 +220,7 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
               model_info: gr.Markdown, runs: Path, data: Path | None, access: TrainAccess) -> None:
     """The "Train" tab: start / stop / resume one background job, its live curves, load its result.
 
-    Called inside the app's gr.Blocks. Who may train is `access` (elgan/studio/access.py): with training
+    Called inside the app's gr.Blocks. Who may train is `access` (studio/access.py): with training
     off the tab is hidden and every endpoint refuses; with an allow-list only the users on it may start,
     stop, resume or load a run, and everyone else sees why, not the runs. The page never shows a
     process id or a server path: runs by name, datasets by folder name, output with paths shortened.

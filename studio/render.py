@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..bundle import ModelBundle
-from ..nets.generator import Layers, compose
-from ..perturb import eps_to_params, transform_layers
-from ..visualize import grid, layer_rows, to_uint8
+from elgan.bundle import ModelBundle
+from elgan.nets.generator import Layers, compose
+from elgan.perturb import eps_to_params, transform_layers
+from elgan.visualize import grid, layer_rows, to_uint8
+
 from .registry import ModelRegistry, StudioError
 
 Z_DIMS = (0, 1, 2, 3, 4)  # z dimensions with their own slider; Phi shifts the first 10 (d_T)

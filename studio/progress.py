@@ -35,8 +35,8 @@ def _clock(seconds: float) -> str:
 
 def _needs_rotnet(cfg: dict[str, Any]) -> bool:
     """Whether a GAN run trains its RotNet first (config E's perceptual net, or FD-RotNet)."""
-    from ..config import ConfigError, GanTrainConfig, from_dict
-    from ..instruments import needs_rotnet
+    from elgan.config import ConfigError, GanTrainConfig, from_dict
+    from elgan.instruments import needs_rotnet
 
     try:
         return needs_rotnet(from_dict(GanTrainConfig, cfg))

@@ -20,15 +20,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..bundle import ModelBundle
-from ..data.base import MAX_PIXELS, DataError, load_image
-from ..domain import feature_net, image_distance
-from ..evaluate import segment_photo
-from ..visualize import save_png, to_uint8
+from elgan.bundle import ModelBundle
+from elgan.data.base import MAX_PIXELS, DataError, load_image
+from elgan.domain import feature_net, image_distance
+from elgan.evaluate import segment_photo
+from elgan.visualize import save_png, to_uint8
+
 from .registry import LRU, StudioError, trained_on
 from .render import latent_code
 
-log = logging.getLogger("elgan.studio")
+log = logging.getLogger("studio")
 
 MAX_UPLOAD_BYTES = 20 * 1024**2  # 20 MB: larger than any photo a phone takes, small enough to decode quickly
 MAX_UPLOAD_PIXELS = MAX_PIXELS  # the library's decompression-bomb limit (50 megapixels)
@@ -202,7 +203,7 @@ def write_examples(model: ModelBundle | None, folder: str | Path, n_synthetic: i
     composites sampled from the model. Returns the file paths. Writes are atomic: two app processes
     starting together (tests in parallel) never serve each other half a file.
     """
-    from ..data.synthetic import render_synthetic
+    from elgan.data.synthetic import render_synthetic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

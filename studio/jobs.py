@@ -1,11 +1,12 @@
 """Job control for the Train tab: one training process at a time, started from validated settings.
 
 Safety by construction: a request carries only *choices* (program, dataset name, resolution, counts,
-ablation letter), each checked against a fixed list or range; the command is then built here as an
-argv list of this project's own CLIs (``python -m training.<program>``), run without a shell, in a new
-session (its own process group) so that Stop reaches the process and every child it spawned. Datasets
-are "synthetic" or a folder *directly* under the data root; run folders are created by this module
-under the runs root. No path or command text from a request reaches the process.
+ablation letter), each checked against a fixed list or range; the command is then built here as typed
+values of this project's own CLIs (``python -m training.<program>``, flags spelt by each CLI's own
+parser: training/commands.py), an argv list run without a shell, in a new session (its own process
+group) so that Stop reaches the process and every child it spawned. Datasets are "synthetic" or a folder
+*directly* under the data root; run folders are created by this module under the runs root. No path or
+command text from a request reaches the process.
 
 State lives on disk, not in the app, so it survives a browser refresh and an app restart:
 
@@ -23,20 +24,21 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_text
-from ..config import ABLATIONS, SIZES
+from elgan.checkpoint import atomic_write_text
+from elgan.config import ABLATIONS, SIZES
+from training import commands
+
 from .access import scrub_paths
 from .registry import StudioError
 
 PROGRAMS = ("pipeline", "gan", "unet")  # whole method | ELGAN only | U-Net on the selected model's G
-MODULES = {"pipeline": "training.pipeline", "gan": "training.train_gan", "unet": "training.train_unet"}
+COMMANDS = {"pipeline": commands.PipelineCommand, "gan": commands.GanCommand, "unet": commands.UNetCommand}
 PIPELINE_PRESET = {32: "tiny", 64: "cpu", 128: "paper"}  # the pipeline's preset per resolution
 GAN_WIDTH = {32: 8, 64: 12, 128: 16}  # generator width of GAN-only runs per resolution
 MAX_ITERS = 200_000
@@ -44,7 +46,7 @@ MAX_THREADS = max(1, os.cpu_count() or 1)
 LOCK = ".studio-job.json"
 RUN_INFO, EXIT_INFO, OUTPUT = "studio.json", "studio-exit.json", "output.log"
 STOP_GRACE_S = 10.0
-REPO_ROOT = Path(__file__).resolve().parents[2]  # where `python -m training.*` resolves
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m training.*` resolves
 _launch_lock = threading.Lock()  # serialises start/stop within this process; the lock file does it across
 
 
@@ -129,28 +131,32 @@ def _every(n: int, cap: int) -> int:
     return max(1, min(cap, n // 10))
 
 
-def build_argv(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: bool = False) -> list[str]:
-    """The command as an argv list (never a shell string); schedules scale with the run's length."""
-    argv = [sys.executable, "-m", MODULES[s.program], "--out", str(run_dir), "--no-progress"]
+def command(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: bool = False) -> commands.Command:
+    """A validated request as its program's typed command; a resumed run passes only what --resume may change."""
+    out = str(run_dir)
     if resume:
-        return argv + ["--resume"] + (["--threads", str(s.threads)] if s.program != "unet" else [])
-    threads = ["--threads", str(s.threads)]
+        return COMMANDS[s.program](out=out, no_progress=True, resume=True,
+                                   threads=None if s.program == "unet" else s.threads)
     if s.program == "pipeline":
-        return argv + ["--preset", PIPELINE_PRESET[s.size], "--data", data_spec(s.dataset, data_root),
-                       "--gan-iters", str(s.iters), "--unet-steps", str(s.unet_steps), *threads]
+        return commands.PipelineCommand(out=out, no_progress=True, preset=PIPELINE_PRESET[s.size],
+                                        data=data_spec(s.dataset, data_root), gan_iters=s.iters,
+                                        unet_steps=s.unet_steps, threads=s.threads)
     if s.program == "gan":
         every = _every(s.iters, 500)
-        return argv + ["--config", s.ablation, "--size", str(s.size), "--width", str(GAN_WIDTH[s.size]),
-                       "--iters", str(s.iters), "--data", data_spec(s.dataset, data_root),
-                       "--sample-every", str(every), "--ckpt-every", str(every),
-                       "--log-every", str(max(1, min(25, every))),
-                       "--fd-every", str(max(1, min(1000, s.iters // 4))),
-                       "--fd-samples", str(min(1000, max(64, s.iters))),
-                       "--rotnet-iters", str(min(600, max(20, s.iters // 2))), *threads]
+        return commands.GanCommand(out=out, no_progress=True, config=s.ablation, size=s.size,
+                                   width=GAN_WIDTH[s.size], iters=s.iters, data=data_spec(s.dataset, data_root),
+                                   sample_every=every, ckpt_every=every, log_every=max(1, min(25, every)),
+                                   fd_every=max(1, min(1000, s.iters // 4)), fd_samples=min(1000, max(64, s.iters)),
+                                   rotnet_iters=min(600, max(20, s.iters // 2)), threads=s.threads)
     every = _every(s.unet_steps, 500)
-    return argv + ["--gan", s.gan_bundle, "--steps", str(s.unet_steps), "--batch", "32",
-                   "--val-size", str(min(500, max(32, s.unet_steps))), "--val-every", str(every),
-                   "--ckpt-every", str(every), "--log-every", str(max(1, min(25, every))), *threads]
+    return commands.UNetCommand(out=out, no_progress=True, gan=s.gan_bundle, steps=s.unet_steps, batch=32,
+                                val_size=min(500, max(32, s.unet_steps)), val_every=every, ckpt_every=every,
+                                log_every=max(1, min(25, every)), threads=s.threads)
+
+
+def build_argv(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: bool = False) -> list[str]:
+    """The command as an argv list (never a shell string), its flags spelt by the program's own parser."""
+    return commands.argv(command(s, run_dir, data_root, resume))
 
 
 def _slug(text: str) -> str:
@@ -273,7 +279,7 @@ def start_job(s: TrainSettings, runs_root: Path, data_root: Path | None,
     run_dir = new_run_dir(runs_root, s)
     try:
         return _launch(build_argv(s, run_dir, data_root), run_dir, runs_root, {"settings": asdict(s)})
-    except JobError:  # lost a race with another start: leave no empty run folder behind
+    except (JobError, commands.CommandError):  # lost a race, or a CLI changed: leave no empty run folder
         with contextlib.suppress(OSError):
             run_dir.rmdir()
         raise
@@ -386,7 +392,7 @@ def result_model(run: Path) -> Path:
     else:
         path = run / "bundle.safetensors"
         if s.program == "unet" and not path.is_file() and (run / "best.safetensors").is_file():
-            from ..bundle import assemble_bundle
+            from elgan.bundle import assemble_bundle
 
             assemble_bundle(s.gan_bundle, run / "best.safetensors", path, extra={"unet_run": run.name})
     if not path.is_file():

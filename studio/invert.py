@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..bundle import ModelBundle
-from ..data.base import eval_transform
-from ..invert import Inversion, InversionConfig, Progress, invert
-from ..nets.generator import Layers
-from ..visualize import to_uint8
+from elgan.bundle import ModelBundle
+from elgan.data.base import eval_transform
+from elgan.invert import Inversion, InversionConfig, Progress, invert
+from elgan.nets.generator import Layers
+from elgan.visualize import to_uint8
+
 from .registry import StudioError
 from .render import MOVE_NAMES, VIEW_PX, check_category, eps_vector, layer_views, true_transform, upscale, walk
 

@@ -1,4 +1,8 @@
-"""What the Gradio app needs, as plain typed functions (no gradio import in elgan/ outside ui.py).
+"""What the Gradio app needs, as plain typed functions (app code: only ui.py imports gradio).
+
+The library (elgan/) holds the method and imports neither gradio nor this package; the app (app.py),
+its tests and benchmarks, and ``python -m training.invert`` (the command-line twin of the Your-photo tab)
+use it.
 
 * registry.py  models discovered on disk, loaded once, shared read-only; LRU caches of layers
 * render.py    Explore: layers of G(z, c), Phi-walk vs true transform, Fig. 6 grids, Fig. 7 strips

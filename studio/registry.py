@@ -22,12 +22,13 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-from ..bundle import ModelBundle, load_model_bundle
-from ..checkpoint import CheckpointError
-from ..config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
-from ..nets.generator import LayeredGenerator
-from ..nets.phi import LatentTransform
-from ..nets.unet import UNet
+from elgan.bundle import ModelBundle, load_model_bundle
+from elgan.checkpoint import CheckpointError
+from elgan.config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
+from elgan.nets.generator import LayeredGenerator
+from elgan.nets.phi import LatentTransform
+from elgan.nets.unet import UNet
+
 from .access import data_label, scrub_paths
 
 UNTRAINED = "untrained"  # registry key of the freshly initialised fallback model (not a file)

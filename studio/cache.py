@@ -1,6 +1,6 @@
 """The file side of Gradio's cache of output pictures and uploads, as the app needs it under load.
 
-Plain file functions (no gradio import); elgan/studio/ui.py installs them into Gradio:
+Plain file functions (no gradio import); studio/ui.py installs them into Gradio:
 
 * :func:`write_once` -- how an output picture is stored: Gradio 6 names the file by the hash of its bytes
   and rewrote it in place when two visitors got the same picture, breaking the first one's download;
@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, MutableSet
 from pathlib import Path
 
-log = logging.getLogger("elgan.studio")
+log = logging.getLogger("studio")
 _HASH = re.compile(r"[0-9a-f]{32,128}")  # Gradio names each cached file's folder by a hex digest
 
 
