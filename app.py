@@ -7,7 +7,8 @@ photo into the GAN and edit it, train new ones.
 
 Layout and wiring only: every computation is a plain function in the studio package. Handlers are stateless;
 the one shared object is the read-only model registry (loaded once, guarded by a lock for loading), and
-gr.State holds only small values (the selected model's path, a log signature).
+gr.State holds only small values (the selected model's public key, a log signature). No value sent to the
+browser names a server path: models by key ('default.safetensors', '<run>/<file>'), runs by name.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ _image = ui.output_image  # lossless PNG, nearest-neighbour display, downloadabl
 
 
 def _model_choices(registry: ModelRegistry) -> list[tuple[str, str]]:
+    """The selector's (label, value) pairs: values are the registry's public keys, never server paths."""
     return [(label_of(k), k) for k in registry.choices()]
 
 
@@ -92,7 +94,8 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
         raise StudioError(f"the queue must hold at least one request, got --queue-size {queue_size}")
     runs = Path(runs_root).resolve()
     data = Path(data_root).resolve() if data_root else None
-    start_model = default_model or registry.default()
+    # the start model as its public key (a caller may name it by the path of a bundle the registry lists)
+    start_model = registry.key_of(default_model) if default_model else registry.default()
     first = registry.get(start_model)  # load at start: the first request never waits for it
     gcfg = first.generator.cfg
     examples = segment.write_examples(first, EXAMPLES_DIR)
@@ -163,6 +166,7 @@ def build_demo(registry: ModelRegistry, runs_root: str | Path = "runs", data_roo
     def select_model(choice: str, current: str, c: float) -> tuple[Any, ...]:
         """Load the chosen bundle; on failure keep the previous one selected and say why."""
         try:
+            choice = registry.key_of(choice)  # a key (the selector's values); in-process, a listed path too
             m = registry.get(choice)
         except StudioError as exc:
             gr.Warning(str(exc))

@@ -1,14 +1,18 @@
 """The app's models: discovered on disk, loaded once, shared read-only by every request.
 
-Why a registry keyed by path rather than a model held in ``gr.State``: a bundle is megabytes of
-weights, and Gradio copies state per browser session; a path is a few bytes. Handlers receive the
-selected path and look the networks up here. Loading is the only write, and it happens under a lock,
+Why a registry keyed by name rather than a model held in ``gr.State``: a bundle is megabytes of
+weights, and Gradio copies state per browser session; a key is a few bytes. Handlers receive the
+selected key and look the networks up here. Loading is the only write, and it happens under a lock,
 so two sessions selecting the same new bundle load it once. Networks are in eval mode and only ever
 run under ``torch.inference_mode``, which makes concurrent forwards safe.
 
-Only files the app itself lists can be loaded (bundles in the checkpoints folder and results of runs
-under the runs root): a path sent by a client is checked against that list, so no request can make the
-server read an arbitrary file.
+The keys are public: they reach the browser (the selector's values, the API), so they name no server
+path. A bundle of the checkpoints folder is its file name (``default.safetensors``), a run's result
+``<run>/<file>`` (``00003-gan-synthetic-64-E/best.safetensors``), the untrained fallback ``untrained``;
+the registry alone maps a key to its file. Only files the app itself lists can be loaded (bundles in the
+checkpoints folder, results of runs under the runs root, the command line's bundle): a key it did not
+offer is refused, so no request can make the server read an arbitrary file. For callers in-process
+(tests, benchmarks) the absolute path of a listed bundle is accepted as another name of its key.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class StudioError(ValueError):
 
 
 class ModelError(StudioError):
-    """A model cannot be selected: unknown path, or the bundle does not load (the message says why)."""
+    """A model cannot be selected: a key not offered, or the bundle does not load (the message says why)."""
 
 
 class LRU(Generic[K, V]):
@@ -106,11 +110,25 @@ def _run_result(run: Path) -> Path | None:
 
 
 def label_of(key: str) -> str:
-    """What the selector shows: 'default.safetensors', or 'run-name/bundle.safetensors' for run results."""
+    """What the selector shows: 'default.safetensors', or 'run-name/bundle.safetensors' for run results.
+
+    A public key is its own label; an absolute path (a bundle's file) is labelled as its key would be.
+    """
     if key == UNTRAINED:
         return "untrained demo model (random weights)"
     p = Path(key)
-    return p.name if p.parent.name == "checkpoints" else f"{p.parent.name}/{p.name}"
+    if not p.is_absolute():
+        return key
+    return p.name if p.parent.name in ("", "checkpoints") else f"{p.parent.name}/{p.name}"
+
+
+def _shown(value: object) -> str:
+    """A refused model as a message may name it: a key as sent, anything path-like by its last part only."""
+    if not isinstance(value, str):
+        return repr(value)[:80]
+    parts = value.replace("\\", "/").split("/")
+    keylike = len(parts) <= 2 and all(p and p not in (".", "..") and not p.startswith("~") for p in parts)
+    return (value if keylike else parts[-1])[:80]
 
 
 def trained_on(metadata: dict[str, Any]) -> str:
@@ -149,7 +167,7 @@ def discover_models(checkpoints: Path, runs_root: Path | None = None) -> list[Pa
 
 
 class ModelRegistry:
-    """Bundles by path, loaded once; plus the caches of rendered layers (per model, LRU)."""
+    """Bundles by public key, loaded once; plus the caches of rendered layers (per model, LRU)."""
 
     def __init__(self, checkpoints: str | Path = "checkpoints", runs_root: str | Path | None = "runs",
                  device: str | torch.device = "cpu", cache_size: int = 128,
@@ -158,53 +176,105 @@ class ModelRegistry:
         self.extra = [Path(p).resolve() for p in extra or []]  # given on the command line: listed first
         self.runs_root = Path(runs_root).resolve() if runs_root is not None else None
         self.device = torch.device(device)
-        self._models: dict[str, ModelBundle] = {}
+        self._models: dict[str, ModelBundle] = {}  # by key
+        self._offered: dict[str, Path] = {}  # key -> file, as last listed (see _discover)
         self._lock = threading.Lock()
         # background per latent code, and (foreground, mask) per (latent code, c): see render.py
         self.backgrounds: LRU[Hashable, torch.Tensor] = LRU(cache_size)
         self.foregrounds: LRU[Hashable, tuple[torch.Tensor, torch.Tensor]] = LRU(cache_size)
 
-    def choices(self) -> list[str]:
-        """Every selectable model (paths as strings), the untrained fallback last."""
+    def _key_for(self, path: Path) -> str:
+        """A bundle's public key: its file name in the checkpoints folder, '<run>/<file>' for a run's result."""
+        if path.parent == self.checkpoints:
+            return path.name
+        if self.runs_root is not None and path.parent.parent == self.runs_root:
+            return f"{path.parent.name}/{path.name}"
+        return label_of(str(path))  # a command-line bundle elsewhere: named as the selector always showed it
+
+    def _discover(self) -> dict[str, Path]:
+        """Every offered bundle by key, in the selector's order (the command line's first); remembered."""
         found = discover_models(self.checkpoints, self.runs_root)
-        return [str(p) for p in self.extra + [p for p in found if p not in self.extra]] + [UNTRAINED]
+        keys = {p: self._key_for(p) for p in found}  # unique: names in one folder, distinct run folders
+        taken = set(keys.values()) | {UNTRAINED}
+        offered: dict[str, Path] = {}
+        for path in dict.fromkeys(self.extra):
+            key = keys.get(path)
+            if key is None:  # outside the folders: its name may clash with a listed one, so number it
+                key = base = self._key_for(path)
+                n = 1
+                while key in taken:
+                    n += 1
+                    key = f"{base} ({n})"
+                taken.add(key)
+            offered[key] = path
+        for path in found:
+            offered.setdefault(keys[path], path)
+        self._offered = offered  # replaced whole: readers in other threads see the old map or the new one
+        return offered
+
+    def choices(self) -> list[str]:
+        """Every selectable model (public keys, no server path), the untrained fallback last."""
+        return [*self._discover(), UNTRAINED]
+
+    def files(self) -> list[str]:
+        """The files of the offered bundles, for the server's own use (a U-Net run's GAN); never sent out."""
+        return [str(p) for p in self._discover().values()]
 
     def shipped(self) -> list[str]:
-        """The bundles of the checkpoints folder (the models that come with the project)."""
-        return [str(p) for p in discover_models(self.checkpoints, None)]
+        """The keys of the checkpoints folder's bundles (the models that come with the project)."""
+        return [self._key_for(p) for p in discover_models(self.checkpoints, None)]
 
     def default(self) -> str:
         """The command line's bundle, else the first found (default.safetensors first), else the fallback."""
         return self.choices()[0]
 
-    def _allowed(self, key: str) -> bool:
-        if key == UNTRAINED or key in self._models:
-            return True
-        path = Path(key).resolve()
-        if path in self.extra:
-            return True
-        roots = [self.checkpoints] + ([self.runs_root] if self.runs_root is not None else [])
-        return path.suffix == ".safetensors" and path.is_file() and \
-            any(path.is_relative_to(root) for root in roots)
+    def _lookup(self, value: object) -> tuple[str, Path | None]:
+        """(key, file) of an offered model named by its key or by its file's absolute path; else ModelError."""
+        if value == UNTRAINED:
+            return UNTRAINED, None
+        if isinstance(value, str):
+            try:  # a path only counts if it is one the registry listed (compared resolved, as listed)
+                path = Path(value).resolve() if Path(value).is_absolute() else None
+            except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
+                path = None
+            for offered in (self._offered, self._discover()):  # the remembered list, then the disk anew
+                if value in offered:
+                    return value, offered[value]
+                for key, listed in offered.items() if path is not None else ():
+                    if listed == path:
+                        return key, listed
+        raise ModelError(f"not a selectable model: {_shown(value)!r} (bundles live in {self.checkpoints.name}/"
+                         + (f" or under {self.runs_root.name}/" if self.runs_root else "") + ")")
+
+    def key_of(self, value: str) -> str:
+        """The public key of `value`: a key this registry offers, or the absolute path of a bundle it lists.
+
+        Anything else is refused (ModelError) with a message that names no server path.
+        """
+        return value if isinstance(value, str) and value in self._models else self._lookup(value)[0]
+
+    def path_of(self, key: str) -> Path:
+        """The file of an offered bundle (for the server only: training reads it); ModelError if none."""
+        _, path = self._lookup(key)
+        if path is None:
+            raise ModelError("the untrained demo model is not a file")
+        return path
 
     def get(self, key: str) -> ModelBundle:
-        """The loaded bundle for `key` (a path from :meth:`choices`, or UNTRAINED); ModelError if not."""
-        model = self._models.get(key)  # dict reads are atomic: the common path takes no lock
+        """The loaded bundle for `key` (a key from :meth:`choices`, or UNTRAINED); ModelError if not."""
+        model = self._models.get(key) if isinstance(key, str) else None  # dict reads are atomic: no lock
         if model is not None:
             return model
-        if not isinstance(key, str) or not self._allowed(key):
-            shown = label_of(key) if isinstance(key, str) else repr(key)  # no server path in a message
-            raise ModelError(f"not a selectable model: {shown!r} (bundles live in {self.checkpoints.name}/"
-                             + (f" or under {self.runs_root.name}/" if self.runs_root else "") + ")")
+        key, path = self._lookup(key)
         with self._lock:
             if key not in self._models:
                 try:
-                    model = untrained_bundle(device=self.device) if key == UNTRAINED \
-                        else load_model_bundle(key, self.device)
+                    model = untrained_bundle(device=self.device) if path is None \
+                        else load_model_bundle(str(path), self.device)
                 except (CheckpointError, OSError, ValueError) as exc:
-                    detail = str(exc).replace(f"{key}: ", "")  # the loader names the file too: say it once
-                    detail = scrub_paths(detail.replace(key, label_of(key)), [self.checkpoints.parent])
-                    raise ModelError(f"cannot load {label_of(key)}: {detail}") from exc
+                    detail = str(exc).replace(f"{path}: ", "")  # the loader names the file too: say it once
+                    detail = scrub_paths(detail.replace(str(path), key), [self.checkpoints.parent])
+                    raise ModelError(f"cannot load {key}: {detail}") from exc
                 self._models[key] = model
             return self._models[key]
 
@@ -214,6 +284,7 @@ class ModelRegistry:
 
     def describe(self, key: str) -> str:
         """A short Markdown card of the model: what it is, its size, its scores."""
+        key = self.key_of(key)
         m = self.get(key)
         label = "untrained demo model" if key == UNTRAINED else label_of(key)
         cfg = m.generator.cfg

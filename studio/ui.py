@@ -226,7 +226,15 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
     process id or a server path: runs by name, datasets by folder name, output with paths shortened.
     """
     def models() -> list[str]:
-        return [k for k in registry.choices() if k != UNTRAINED]
+        """The files of the selectable bundles: what a U-Net run may stream from (server side only)."""
+        return registry.files()
+
+    def bundle_file(model: str) -> str:
+        """The selected model's file for a U-Net run; "" for the untrained model or a key not offered."""
+        try:
+            return str(registry.path_of(model))
+        except StudioError:
+            return ""
 
     initial_runs = jobs.list_runs(runs) if access.offered and not access.restricted else []
 
@@ -249,7 +257,7 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
         check(request, profile, "train_start")
         settings = jobs.TrainSettings(program=program, dataset=dataset, size=int(size), iters=int(iters or 0),
                                       ablation=ablation, unet_steps=int(unet_steps or 0),
-                                      threads=int(threads), gan_bundle=model if model != UNTRAINED else "")
+                                      threads=int(threads), gan_bundle=bundle_file(model))
         try:
             st = jobs.start_job(settings, runs, data, models())
         except StudioError as exc:
@@ -305,13 +313,13 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
             st = jobs.job_status(runs, run)
             if st.running and st.run_dir is not None and st.run_dir.name == run:
                 raise jobs.JobError(f"{run} is still running; load it when it has finished")
-            path = str(jobs.result_model(jobs.run_folder(runs, run or "")).resolve())
-            registry.get(path)
+            key = registry.key_of(str(jobs.result_model(jobs.run_folder(runs, run or "")).resolve()))
+            registry.get(key)
         except StudioError as exc:
             raise refuse(exc, "train_load") from None
-        gr.Info(f"loaded {label_of(path)}")
-        return path, gr.Dropdown(choices=[(label_of(k), k) for k in registry.choices()], value=path), \
-            registry.describe(path)
+        gr.Info(f"loaded {label_of(key)}")
+        return key, gr.Dropdown(choices=[(label_of(k), k) for k in registry.choices()], value=key), \
+            registry.describe(key)
 
     def show_counts(choice: str) -> tuple[Any, ...]:
         """Only the settings the chosen program uses: GAN iterations, U-Net steps, the ablation letter."""

@@ -136,10 +136,24 @@ def test_grid_and_strip(client: Client) -> None:
 
 def test_bad_model_keeps_the_previous_one(served, client: Client) -> None:
     url, root, default = served
-    broken = str((root / "checkpoints" / "broken.safetensors").resolve())
-    selected, *_ = client.predict(broken, api_name="/select_model")
-    assert _value(selected) == str(default.resolve())
+    selected, *_ = client.predict("broken.safetensors", api_name="/select_model")  # a public key
+    assert _value(selected) == "default.safetensors"
+    with pytest.raises(AppError, match="not in the list of choices"):  # a server path is not a value
+        client.predict(str(default.resolve()), api_name="/select_model")
     client.predict(**EXPLORE_DEFAULTS, api_name="/explore")  # still serving the previous model
+
+
+def test_the_page_names_models_by_key_not_by_server_path(served) -> None:
+    """The selector's values (in the page's config) are public keys; no path of the checkpoints folder."""
+    import json
+
+    url, root, _ = served
+    config = wait_ready(url)
+    text = json.dumps(config)
+    assert str((root / "checkpoints").resolve()) not in text and str(root.resolve()) not in text
+    selector = next(c["props"] for c in config["components"] if c.get("props", {}).get("label") == "Model")
+    assert [value for _, value in selector["choices"]] == ["default.safetensors", "broken.safetensors", "untrained"]
+    assert selector["value"] == "default.safetensors"
 
 
 def test_segment(served, client: Client, tmp_path: Path) -> None:
@@ -192,7 +206,7 @@ def test_train_finish_load_stop_resume(served, client: Client) -> None:
     poll = client.predict(run, api_name="/train_poll")
     assert "finished" in poll[0]
     model, info = client.predict(run, api_name="/train_load")
-    assert _value(model).endswith(f"{run}/best.safetensors") and "U-Net: no" in info
+    assert _value(model) == f"{run}/best.safetensors" and "U-Net: no" in info  # the result's public key
     client.predict(**EXPLORE_DEFAULTS, api_name="/explore")  # now explores the new model
 
     # U-Net for the model just loaded (the session's selection), assembled into a bundle with its GAN
@@ -200,7 +214,7 @@ def test_train_finish_load_stop_resume(served, client: Client) -> None:
     unet_run = _value(unet_run)
     _wait(client, unet_run, "finished")
     model, info = client.predict(unet_run, api_name="/train_load")
-    assert _value(model).endswith(f"{unet_run}/bundle.safetensors") and "U-Net: yes" in info
+    assert _value(model) == f"{unet_run}/bundle.safetensors" and "U-Net: yes" in info
 
     status, long_run = client.predict("gan", "synthetic", 32, 5000, "C", 5, 1, api_name="/train_start")
     long_run = _value(long_run)

@@ -101,11 +101,11 @@ def _write(path: Path, data: bytes) -> Path:
 
 @pytest.fixture()
 def folder(tmp_path: Path) -> tuple[ModelRegistry, str, dict[str, str]]:
-    """A checkpoints folder with a good default bundle and one broken file per BROKEN case."""
+    """A checkpoints folder with a good default bundle and one broken file per BROKEN case (by public key)."""
     ck = tmp_path / "checkpoints"
     good = write_tiny_bundle(ck / "default.safetensors")
-    broken = {name: str(make(good, ck / f"{name}.safetensors").resolve()) for name, (make, _) in BROKEN.items()}
-    return ModelRegistry(ck, tmp_path / "runs"), str(good.resolve()), broken
+    broken = {name: make(good, ck / f"{name}.safetensors").name for name, (make, _) in BROKEN.items()}
+    return ModelRegistry(ck, tmp_path / "runs"), good.name, broken
 
 
 def test_every_broken_file_is_listed_but_refused_clearly(folder) -> None:
@@ -113,10 +113,11 @@ def test_every_broken_file_is_listed_but_refused_clearly(folder) -> None:
     model = registry.get(good)
     layers = render.render_layers(registry, good, 1, (0.0,) * 5, 3, {})
     assert set(broken.values()) <= set(registry.choices())  # the selector offers them: they are .safetensors
-    for name, path in broken.items():
+    for name, key in broken.items():
+        path = str(registry.path_of(key))
         for _ in range(2):  # a failed load leaves nothing half-registered: the second try fails the same way
             with pytest.raises(ModelError, match=BROKEN[name][1]) as refused:
-                registry.get(path)
+                registry.get(key)
             message = str(refused.value)
             assert message.startswith(f"cannot load {name}.safetensors:"), message
             assert message.count(path) == 0 and "Traceback" not in message
@@ -127,10 +128,10 @@ def test_every_broken_file_is_listed_but_refused_clearly(folder) -> None:
 
 def test_loader_errors_are_checkpoint_errors(folder) -> None:
     """Below the registry: the library raises CheckpointError (never TypeError, KeyError, pickle...)."""
-    _, _, broken = folder
-    for name, path in broken.items():
+    registry, _, broken = folder
+    for name, key in broken.items():
         with pytest.raises(ckpt.CheckpointError, match=BROKEN[name][1]):
-            load_model_bundle(path)
+            load_model_bundle(registry.path_of(key))
 
 
 def test_size_limit_is_checked_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,12 +176,12 @@ IN_APP = ["truncated", "zero-byte", "pickle", "random", "wrong-shapes", "unet-on
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, dict[str, str]]]:
     root = tmp_path_factory.mktemp("ckpt-app")
     good = write_tiny_bundle(root / "checkpoints" / "default.safetensors")
-    broken = {n: str(BROKEN[n][0](good, root / "checkpoints" / f"{n}.safetensors").resolve()) for n in IN_APP}
+    broken = {n: BROKEN[n][0](good, root / "checkpoints" / f"{n}.safetensors").name for n in IN_APP}  # keys
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     url, demo = serve(root)
     try:
-        yield url, str(good.resolve()), broken
+        yield url, good.name, broken
     finally:
         demo.close()
         torch.set_num_threads(before)
@@ -194,14 +195,14 @@ def test_selector_shows_the_error_and_keeps_the_model(served) -> None:
     url, good, broken = served
     client = connect(url)
     reference = client.predict(**EXPLORE, api_name="/explore")[3]
-    for name, path in broken.items():
-        done, messages = raw_call(url, "select_model", [path, None, 0])
+    for name, key in broken.items():
+        done, messages = raw_call(url, "select_model", [key, None, 0])
         assert done["success"], done
         dropdown = _value(done["output"]["data"][1])  # [0] is the session's gr.State: never sent to clients
         assert dropdown == good, name  # the selector snaps back to the model still loaded
         warnings = [m["log"] for m in messages if m.get("msg") == "log" and m.get("level") == "warning"]
         assert any(f"cannot load {name}.safetensors" in w and BROKEN[name][1] in w for w in warnings), warnings
-        selected, *_ = client.predict(path, api_name="/select_model")
+        selected, *_ = client.predict(key, api_name="/select_model")
         assert _value(selected) == good
     after = client.predict(**EXPLORE, api_name="/explore")[3]
     import numpy as np

@@ -44,8 +44,8 @@ def write_tiny_bundle(path: Path, perturb: PerturbConfig | None = None, with_une
 
 @pytest.fixture()
 def reg(tmp_path: Path) -> tuple[ModelRegistry, str]:
-    path = write_tiny_bundle(tmp_path / "checkpoints" / "default.safetensors")
-    return ModelRegistry(tmp_path / "checkpoints", tmp_path / "runs"), str(path.resolve())
+    write_tiny_bundle(tmp_path / "checkpoints" / "default.safetensors")
+    return ModelRegistry(tmp_path / "checkpoints", tmp_path / "runs"), "default.safetensors"  # its public key
 
 
 # ---- registry ---------------------------------------------------------------------------------------
@@ -65,13 +65,17 @@ def test_discovery_prefers_default_and_falls_back(tmp_path: Path) -> None:
     assert found == ["checkpoints/default.safetensors", "checkpoints/a.safetensors",
                      "runs/00000-gan-synthetic-32-E/best.safetensors"]
     reg = ModelRegistry(ck, tmp_path / "runs")
-    assert reg.choices()[-1] == UNTRAINED and reg.default().endswith("default.safetensors")
+    assert reg.choices() == ["default.safetensors", "a.safetensors", "00000-gan-synthetic-32-E/best.safetensors",
+                             UNTRAINED]  # public keys, in the selector's order
+    assert reg.default() == "default.safetensors"
     assert "untrained" in reg.describe(UNTRAINED)
 
 
 def test_registry_loads_once_and_refuses_other_paths(reg, tmp_path: Path) -> None:
     registry, key = reg
     assert registry.get(key) is registry.get(key)
+    path = str((tmp_path / "checkpoints" / "default.safetensors").resolve())
+    assert registry.key_of(path) == key and registry.get(path) is registry.get(key)  # a listed path: its key
     outside = write_tiny_bundle(tmp_path / "elsewhere" / "x.safetensors")
     with pytest.raises(ModelError, match="not a selectable model"):
         registry.get(str(outside))
@@ -80,7 +84,7 @@ def test_registry_loads_once_and_refuses_other_paths(reg, tmp_path: Path) -> Non
     broken = tmp_path / "checkpoints" / "broken.safetensors"
     broken.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="cannot load"):
-        registry.get(str(broken))
+        registry.get("broken.safetensors")
     assert registry.get(UNTRAINED).metadata["untrained"] is True
 
 
@@ -234,7 +238,7 @@ def test_segment_outputs(reg, tmp_path: Path) -> None:
         segment.segment(model, image, 1.5)
     gan_only = write_tiny_bundle(tmp_path / "checkpoints" / "gan.safetensors", with_unet=False)
     with pytest.raises(StudioError, match="no U-Net"):
-        segment.segment(registry.get(str(gan_only)), image)
+        segment.segment(registry.get(gan_only.name), image)
 
 
 def test_examples_are_readable(reg, tmp_path: Path) -> None:
@@ -245,8 +249,8 @@ def test_examples_are_readable(reg, tmp_path: Path) -> None:
     assert modes["synthetic-grey16.png"].startswith("I") and modes["synthetic-rgba.png"] == "RGBA"
     assert all(segment.read_upload(p).mode == "RGB" for p in paths)
     other = write_tiny_bundle(tmp_path / "checkpoints" / "horse.safetensors")
-    assert registry.shipped() == [key, str(other.resolve())]  # default first; runs are not shipped
-    samples = segment.write_model_samples(registry.get(str(other.resolve())), tmp_path / "ex",
+    assert registry.shipped() == [key, other.name]  # default first; runs are not shipped; keys, not paths
+    samples = segment.write_model_samples(registry.get(other.name), tmp_path / "ex",
                                           "horse-generated", 2)
     assert [Path(p).name for p in samples] == ["horse-generated-0.png", "horse-generated-1.png"]
     assert Image.open(samples[0]).size == (128, 128)
