@@ -1,8 +1,8 @@
 """Frechet distance between two sets of embeddings (FID when the embedding is Inception-v3's pool3).
 
-Offline, the embedding is the project's RotNet and the number is labelled "FD-RotNet": it ranks
-checkpoints of one run (model selection, as the paper does with FID) but is not comparable to FID.
-That is the default, because it needs nothing from outside.
+Offline, the default embedding is the frozen ImageNet EfficientNet-Lite0 (installed with its weights) and
+the number is labelled "FD-Lite0": the same space for every run, so runs compare, but not FID. The
+project's RotNet ("FD-RotNet", ``--fd-net rotnet``) ranks the checkpoints of one run only.
 
 The standard way, when the user supplies Inception-v3 weights (``--inception PATH``: the file
 ``weights-inception-2015-12-05-6726825d.pth`` that torch-fidelity itself would download): FID,
@@ -70,8 +70,8 @@ def check_inception(weights: str | Path) -> None:
     try:
         import torch_fidelity  # noqa: F401
     except ImportError:
-        raise ConfigError("FID with --inception needs the optional package torch-fidelity "
-                          "(pip install torch-fidelity); without --inception, FD-RotNet is used") from None
+        raise ConfigError("FID with --inception needs the optional package torch-fidelity (pip install "
+                          "torch-fidelity); without --inception, FD-Lite0 (or FD-RotNet) is used") from None
     if not Path(weights).is_file():
         raise FileNotFoundError(f"Inception weights not found: {weights}")
 

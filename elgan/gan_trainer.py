@@ -6,7 +6,7 @@ Run folder layout (all writes atomic):
   samples/NNNNNNN.png  rows background | foreground | mask | image for fixed codes
   rotnet.safetensors   the perceptual network (trained first, self-supervised, unless supplied)
   state.safetensors    everything resume needs: networks, optimisers, step, RNG states, best FD
-  last.safetensors     model bundle of the latest step; best.safetensors: lowest FD-RotNet (or FID) so far
+  last.safetensors     model bundle of the latest step; best.safetensors: lowest FD (FD-Lite0, FD-RotNet or FID) so far
 
 Under torchrun the same loop runs data-parallel (elgan.distributed): the batch is global and split over
 the ranks, G's BatchNorm is synchronised (a step does not depend on the number of ranks), every rank
