@@ -136,9 +136,11 @@ class LossConfig:
     equi_detach_target: bool = True  # stop gradients through T^X G(z, c) in eq. (8): G cannot move the target
     moment_reg: str = "batch"  # L_reg's estimate: batch (the paper's, z's sampling noise included) | known
     equi_form: str = "absolute"  # eq. (8) as written | relative (divided by the unmoved image's distance)
+    gamma_bg: float = 0.0  # weight of D's "background layer alone is fake" term (0: off, as in the paper)
 
     def __post_init__(self) -> None:
         _check(self.moment_reg in MOMENT_REGS, f"moment_reg must be one of {MOMENT_REGS}, got {self.moment_reg!r}")
+        _check(self.gamma_bg >= 0, f"gamma_bg must be >= 0, got {self.gamma_bg}")
         _check(self.equi_form in EQUI_FORMS, f"equi_form must be one of {EQUI_FORMS}, got {self.equi_form!r}")
 
 

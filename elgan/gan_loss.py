@@ -49,7 +49,7 @@ class Phase(NamedTuple):
 # practice: only D's optimiser steps the shared trunk); G, Phi and E_pi step together in G's phase. D's
 # gradients left by the G phase are never applied: opt_d.zero_grad runs before the next D backward.
 PHASES: dict[str, Phase] = {
-    "D": Phase("opt_d", ("d_adv", "d_recover_c"), ("discriminator",)),
+    "D": Phase("opt_d", ("d_adv", "d_recover_c", "d_background_fake"), ("discriminator",)),
     "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_equivariance",
                          "g_moment_reg"), ("generator", "phi", "super_recovery")),
 }
@@ -122,22 +122,30 @@ class ElganLoss:
     def d_phase(self, real: torch.Tensor, fake: FakeBatch, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
         """min_D L_adv^(D); E_x (on D's trunk) learns c from the detached fakes here, since only D's
         optimiser steps the shared trunk (InfoGAN's practice)."""
-        n = real.shape[0]
-        x = self.augment(torch.cat([real, fake.perturbed.detach()]), rng)
+        n, m = real.shape[0], fake.perturbed.shape[0]
+        lc = self.cfg.loss
+        batch = [real, fake.perturbed.detach()]
+        if lc.gamma_bg > 0:  # the background layers ride in the same forward (one DDP pass)
+            batch.append(fake.layers.background.detach())
+        x = self.augment(torch.cat(batch), rng)
         with self.autocast():
             out = self.D(x)
         out = type(out)(*(t.float() for t in out))
-        loss_adv = losses.hinge_d(out.logits[:n], out.logits[n:])
-        terms = {"d_adv": loss_adv, "d_real": out.logits[:n].mean(), "d_fake": out.logits[n:].mean()}
+        fake_logits = out.logits[n:n + m]
+        loss_adv = losses.hinge_d(out.logits[:n], fake_logits)
+        terms = {"d_adv": loss_adv, "d_real": out.logits[:n].mean(), "d_fake": fake_logits.mean()}
         total = loss_adv
-        if self.cfg.loss.recovery:
-            loss_c = losses.recovery_loss(out.category_logits[n:], fake.c)
+        if lc.gamma_bg > 0:
+            terms["d_background_fake"] = losses.background_fake(out.logits[n + m:])
+            total = total + lc.gamma_bg * terms["d_background_fake"]
+        if lc.recovery:
+            loss_c = losses.recovery_loss(out.category_logits[n:n + m], fake.c)
             total = total + self.cfg.loss.gamma_r * loss_c
             terms["d_recover_c"] = loss_c
         terms["d_total"] = total
         logs = {k: v.item() for k, v in terms.items()}
-        if self.cfg.loss.recovery:  # layer health: does E_x name c from the (perturbed) composite?
-            logs["health_ex_top1"] = top1(out.category_logits[n:], fake.c)
+        if lc.recovery:  # layer health: does E_x name c from the (perturbed) composite?
+            logs["health_ex_top1"] = top1(out.category_logits[n:n + m], fake.c)
         return total, logs
 
     def g_phase(self, fake: FakeBatch, step: int, rng: torch.Generator) -> tuple[torch.Tensor, dict]:

@@ -17,6 +17,15 @@ def hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tenso
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
+def background_fake(background_logits: torch.Tensor) -> torch.Tensor:
+    """E max(0, 1 + D(G_b(z))): D learns that the background layer alone is not a real image.
+
+    Not in the paper (FineGAN's counterpart trains its background against real background patches,
+    which needs boxes). Once D rejects backgrounds alone, a composite whose background already carries
+    the object scores like one, so G gains by drawing the object in the foreground layer."""
+    return F.relu(1 + background_logits).mean()
+
+
 def hinge_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """L_adv^(G) = -E D(T^X G(z, c))."""
     return -fake_logits.mean()

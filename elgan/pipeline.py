@@ -90,6 +90,7 @@ class PresetSpec(NamedTuple):
     disc: str = "paper"  # paper | projected (Projected GAN's D on frozen ImageNet EfficientNet-Lite0 features)
     perceptual: str = "rotnet"  # eq. (8)'s perceptual net: rotnet | effnet (ImageNet EfficientNet-Lite0)
     fd_net: str = "lite0"  # model-selection FD: lite0 (FD-Lite0) | rotnet (FD-RotNet)
+    gamma_bg: float = 0.0  # weight of D's "background layer alone is fake" term (0: off, the paper)
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -181,7 +182,8 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
                      fd_samples=s.fd_samples, max_minutes=s.gan_minutes, log_every=min(25, every),
                      sample_every=every, ckpt_every=every,
                      # t_1: config.rampup_iters (400 of the paper's 810 epochs), resolved by GanTrainConfig
-                     init=s.gan_init, diffaugment=s.diffaugment, **common)
+                     init=s.gan_init, diffaugment=s.diffaugment, loss_overrides={"gamma_bg": s.gamma_bg},
+                     **common)
     unet = UNetTrainConfig(source="stream", size=s.size,
                            unet=UNetConfig(base=s.unet_base, depth=s.unet_depth),
                            steps=s.unet_steps, batch=s.unet_batch,

@@ -110,6 +110,25 @@ def test_no_nan_in_a_few_steps(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
 
 
+@pytest.mark.parametrize("disc", ["paper", "projected"])
+def test_the_measured_options_train_and_log_their_terms(disc, tmp_path):
+    """Relative eq. (8), fixed-length walk, known-moment L_reg and the background-is-fake term together."""
+    from dataclasses import replace
+
+    from elgan.gan_loss import PHASES
+
+    cfg = tiny(iters=2, disc=disc, phi_gain=2.0, phi_walk="fixed_length", perceptual="effnet",
+               loss_overrides={"equi_form": "relative", "moment_reg": "known", "gamma_bg": 1.0})
+    assert cfg.phi.walk == "fixed_length" and cfg.loss.gamma_bg == 1.0
+    trainer = GanTrainer(cfg, tmp_path, progress=False)
+    logs = trainer.train_step()
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert logs["d_background_fake"] > 0 and "d_background_fake" in PHASES["D"].terms
+    assert 0 < logs["g_equivariance"] < 5  # relative: about 1 for a walk that does not make the move
+    off = GanTrainer(replace(cfg, loss=replace(cfg.loss, gamma_bg=0.0)), tmp_path / "off", progress=False)
+    assert "d_background_fake" not in off.train_step()
+
+
 def test_init_from_another_run_fine_tunes(tmp_path):
     """--init copies G, D, E_pi (and Phi when its dims match) and nothing else: step and optimisers are fresh."""
     source = train_gan(tiny(iters=2, ckpt_every=2), tmp_path / "src", progress=False)

@@ -28,6 +28,11 @@ def test_recovery_from_an_all_zero_mask_is_impossible():
     assert losses.recovery_loss(perfect, c).item() < 1e-6
 
 
+def test_background_fake_is_a_hinge_on_the_background_logits():
+    assert losses.background_fake(torch.tensor([-2.0, -1.0])).item() == 0.0  # already called fake
+    assert losses.background_fake(torch.tensor([1.0, 0.0])).item() == 1.5  # (2 + 1) / 2
+
+
 def test_binarization():
     binary = (torch.rand(2, 1, 8, 8) > 0.5).float()
     assert losses.binarization_loss(binary).item() == 0

@@ -33,6 +33,7 @@ OVERRIDES = {
     "threads": int, "eval_limit": int, "ablation": str, "gan_init": str, "diffaugment": str,
     "gan_categories": int, "gan_group_size": int, "gan_d_width": int, "fd_every": int, "fd_samples": int,
     "val_size": int, "val_every": int, "disc": str, "perceptual": str, "fd_net": str,
+    "gamma_bg": float,
 }
 
 # flags that --resume accepts (placement, and the length / wall-time budget of the training stages)

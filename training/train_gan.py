@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "fixed_length: Phi chooses the direction, the length is --phi-gain * |eps|")
     p.add_argument("--moment-reg", choices=MOMENT_REGS, default="batch", help="Phi's moment regulariser: "
                    "batch (the paper's estimate) | known (z's moments taken as known: no z sampling noise)")
+    p.add_argument("--gamma-equi", type=float, default=None, help="final weight of the equivariance loss "
+                   "(default 0.5, the paper's)")
+    p.add_argument("--gamma-bg", type=float, default=None, help="weight of D's 'background layer alone is "
+                   "fake' term (default 0: off, as in the paper)")
     p.add_argument("--gamma-reg", type=float, default=None, help="weight of Phi's moment regulariser "
                    "(default 1; the paper does not state its value)")
     p.add_argument("--equi-form", choices=EQUI_FORMS, default="absolute", help="equivariance loss: absolute "
@@ -109,6 +113,10 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     iters = args.iters if args.iters is not None else 20000
     loss = {"equi_detach_target": not args.no_detach_target, "moment_reg": args.moment_reg,
             "equi_form": args.equi_form}
+    if args.gamma_equi is not None:
+        loss["gamma_equi"] = args.gamma_equi
+    if args.gamma_bg is not None:
+        loss["gamma_bg"] = args.gamma_bg
     if args.gamma_reg is not None:
         loss["gamma_reg"] = args.gamma_reg
     if args.equi_rampup is not None:  # else config.rampup_iters(iters), the one default
