@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from elgan.config import replace  # noqa: E402
+from elgan.config import default_of, replace  # noqa: E402
 from elgan.gan_trainer import GanTrainer  # noqa: E402
-from elgan.pipeline import PRESETS, SPECS, pipeline_config  # noqa: E402
+from elgan.pipeline import PRESET_KNOBS, PRESETS, SPECS, pipeline_config  # noqa: E402
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -34,7 +34,7 @@ def parse_override(text: str) -> tuple[str, object]:
     if not sep or key not in SPECS["cpu"]._fields:
         raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with FIELD one of {SPECS['cpu']._fields}, "
                                          f"got {text!r}")
-    kind = type(getattr(SPECS["cpu"], key))
+    kind = type(default_of(*PRESET_KNOBS[key]))  # the knob's type (gan_d_width is None, "unset", in the presets)
     return key, kind(value)
 
 

@@ -32,7 +32,22 @@ from typing import Any, NamedTuple
 
 from . import distributed as ddp
 from .checkpoint import atomic_write_text
-from .config import ConfigError, GanTrainConfig, UNetConfig, gan_config, register, to_dict
+from .config import (
+    ConfigError,
+    DiscriminatorConfig,
+    GanTrainConfig,
+    GeneratorConfig,
+    LossConfig,
+    UNetConfig,
+    check_knobs,
+    default_of,
+    gan_config,
+    knob,
+    lr_drop_step,
+    rampup_iters,
+    register,
+    to_dict,
+)
 from .unet_trainer import UNetTrainConfig
 
 PRESETS = ("paper", "cpu", "tiny", "horse", "horse128")
@@ -55,42 +70,43 @@ HORSE_GAN_ITERS = int(HORSE_GAN_MINUTES * 60 * CPU_GAN_ITERS_PER_S * 0.9)
 
 # The paper: 810 epochs of CUB's 10,000 training images at batch 32, equivariance ramp-up over 400.
 PAPER_GAN_ITERS = 810 * 10_000 // 32
-PAPER_RAMPUP_ITERS = 400 * 10_000 // 32
+PAPER_RAMPUP_ITERS = rampup_iters(PAPER_GAN_ITERS)
 
 
 class PresetSpec(NamedTuple):
-    """Every knob a preset sets; overrides replace fields by name (``--gan-iters`` -> gan_iters)."""
+    """Every knob a preset sets; overrides replace fields by name (``--gan-iters`` -> gan_iters). Each field is
+    one knob of the configs it builds (PRESET_KNOBS), whose type, meaning, default and range it takes."""
 
-    size: int  # working resolution of G, D and the U-Net
-    gan_width: int  # FineGAN's ngf
+    size: int
+    gan_width: int
     gan_batch: int
     gan_iters: int
-    gan_minutes: float  # wall-time cap of the GAN stage (0 = none)
-    rotnet_iters: int  # steps of the self-supervised perceptual net
-    fd_every: int  # iterations between Frechet distances (model selection)
+    gan_minutes: float
+    rotnet_iters: int
+    fd_every: int
     fd_samples: int
-    unet_base: int  # U-Net channels at the first level
+    unet_base: int
     unet_depth: int
     unet_batch: int
     unet_steps: int
-    unet_minutes: float  # wall-time cap of the U-Net stage (0 = none)
-    val_size: int  # held-out synthetic pairs for U-Net checkpoint selection
+    unet_minutes: float
+    val_size: int
     val_every: int
-    eval_limit: int  # score only the first N eval images (0 = the whole split)
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16, both training stages (see elgan/precision.py)
-    ablation: str = "E"  # Table 3 configuration of the GAN (A = the PerturbGAN counterpart)
-    gan_init: str = ""  # GAN checkpoint to fine-tune from ("" = fresh weights)
-    diffaugment: str = "color"  # DiffAugment policy on D's inputs (few photos: color,translation,cutout)
-    gan_categories: int = 200  # size of the private code c (the paper keeps 200 even for one class)
-    gan_group_size: int = 10  # fine categories per super-category c_sup
-    gan_d_width: int = 0  # discriminator width (0 = gan_width)
-    disc: str = "paper"  # paper | projected (Projected GAN's D on frozen ImageNet EfficientNet-Lite0 features)
-    perceptual: str = "rotnet"  # eq. (8)'s perceptual net: rotnet | effnet (ImageNet EfficientNet-Lite0)
-    fd_net: str = "lite0"  # model-selection FD: lite0 (FD-Lite0) | rotnet (FD-RotNet)
-    gamma_bg: float = 0.0  # weight of D's "background layer alone is fake" term (0: off, the paper)
+    eval_limit: int
+    seed: int = default_of(GanTrainConfig, "seed")
+    device: str = default_of(GanTrainConfig, "device")
+    threads: int = default_of(GanTrainConfig, "threads")
+    precision: str = default_of(GanTrainConfig, "precision")
+    ablation: str = default_of(GanTrainConfig, "ablation")
+    gan_init: str = default_of(GanTrainConfig, "init")
+    diffaugment: str = default_of(GanTrainConfig, "diffaugment")
+    gan_categories: int = default_of(GeneratorConfig, "n_categories")
+    gan_group_size: int = default_of(GeneratorConfig, "group_size")
+    gan_d_width: int | None = None  # the one "unset": gan_width (0, in configs saved before, means the same)
+    disc: str = default_of(DiscriminatorConfig, "kind")
+    perceptual: str = default_of(GanTrainConfig, "perceptual")
+    fd_net: str = default_of(GanTrainConfig, "fd_net")
+    gamma_bg: float = default_of(LossConfig, "gamma_bg")
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -123,31 +139,26 @@ SPECS: dict[str, PresetSpec] = {
 @register
 @dataclass(frozen=True)
 class PipelineConfig:
-    preset: str = "cpu"  # preset this config was built from: paper | cpu | tiny | horse | horse128
-    data: str = "synthetic"  # GAN training images: synthetic | cub:PATH | folder:PATH | lsun:PATH
-    size: int = 64  # working resolution of G, D and the U-Net
+    preset: str = knob("cpu", "preset the config is built from (SPECS in elgan/pipeline.py)", choices=PRESETS)
+    data: str = knob("synthetic", "GAN training images: synthetic | cub:PATH | folder:PATH | lsun:PATH")
+    size: int = knob(64, "working resolution of G, D and the U-Net")
     gan: GanTrainConfig = field(default_factory=GanTrainConfig)  # stage 1
     unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)  # stage 2 (stream source from stage 1's G)
-    eval_data: str = ""  # data spec scored in stage 3; "" = data
-    eval_split: str = "test"  # split of eval_data scored
-    eval_size: int = 128  # evaluation resolution (the literature's 128)
-    eval_limit: int = 0  # score only the first N images (0 = all)
-    eval_convention: str = "dataset"  # dataset | per_image (see metrics.py)
-    half: bool = False  # store fp16 weights in bundle.safetensors
-    out: str = ""  # run folder; "" = runs/pipeline-<preset>
+    eval_data: str = knob("", "data spec scored in stage 3; '' = data")
+    eval_split: str = knob("test", "split of eval_data scored")
+    eval_size: int = knob(128, "evaluation resolution (the literature's 128)", lo=16)
+    eval_limit: int = knob(0, "score only the first N images (0 = all)", lo=0)
+    eval_convention: str = knob("dataset", "dataset | per_image (see metrics.py)", choices=("dataset", "per_image"))
+    half: bool = knob(False, "store fp16 weights in bundle.safetensors (half the size)")
+    out: str = knob("", "run folder; '' = runs/pipeline-<preset>")
     overrides: dict[str, Any] = field(default_factory=dict)  # preset fields changed by the user (recorded)
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ConfigError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        check_knobs(self)
         if self.gan.size != self.size or self.gan.data != self.data:
             raise ConfigError("gan.size and gan.data must equal size and data")
         if self.unet.source != "stream":
             raise ConfigError("the pipeline trains its U-Net on the stream of its own GAN (source 'stream')")
-        if self.eval_size < 16 or self.eval_limit < 0:
-            raise ConfigError("eval_size must be >= 16 and eval_limit >= 0")
-        if self.eval_convention not in ("dataset", "per_image"):
-            raise ConfigError("eval_convention must be dataset or per_image")
 
     @property
     def eval_spec(self) -> str:
@@ -156,6 +167,26 @@ class PipelineConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/pipeline-{self.preset}")
+
+
+# Each preset field is one knob of the configs it builds: its type, help and range are that knob's.
+PRESET_KNOBS: dict[str, tuple[type, str]] = {
+    "size": (PipelineConfig, "size"), "gan_width": (GeneratorConfig, "width"), "gan_batch": (GanTrainConfig, "batch"),
+    "gan_iters": (GanTrainConfig, "iters"), "gan_minutes": (GanTrainConfig, "max_minutes"),
+    "rotnet_iters": (GanTrainConfig, "rotnet_iters"), "fd_every": (GanTrainConfig, "fd_every"),
+    "fd_samples": (GanTrainConfig, "fd_samples"), "unet_base": (UNetConfig, "base"),
+    "unet_depth": (UNetConfig, "depth"), "unet_batch": (UNetTrainConfig, "batch"),
+    "unet_steps": (UNetTrainConfig, "steps"),
+    "unet_minutes": (UNetTrainConfig, "max_minutes"), "val_size": (UNetTrainConfig, "val_size"),
+    "val_every": (UNetTrainConfig, "val_every"), "eval_limit": (PipelineConfig, "eval_limit"),
+    "seed": (GanTrainConfig, "seed"), "device": (GanTrainConfig, "device"), "threads": (GanTrainConfig, "threads"),
+    "precision": (GanTrainConfig, "precision"), "ablation": (GanTrainConfig, "ablation"),
+    "gan_init": (GanTrainConfig, "init"), "diffaugment": (GanTrainConfig, "diffaugment"),
+    "gan_categories": (GeneratorConfig, "n_categories"), "gan_group_size": (GeneratorConfig, "group_size"),
+    "gan_d_width": (DiscriminatorConfig, "width"), "disc": (DiscriminatorConfig, "kind"),
+    "perceptual": (GanTrainConfig, "perceptual"), "fd_net": (GanTrainConfig, "fd_net"),
+    "gamma_bg": (LossConfig, "gamma_bg"),
+}
 
 
 def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: Any) -> PipelineConfig:
@@ -187,7 +218,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     unet = UNetTrainConfig(source="stream", size=s.size,
                            unet=UNetConfig(base=s.unet_base, depth=s.unet_depth),
                            steps=s.unet_steps, batch=s.unet_batch,
-                           lr_drop_step=s.unet_steps * 2 // 3,  # the paper drops at 8,000 of 12,000
+                           lr_drop_step=lr_drop_step(s.unet_steps),
                            val_size=s.val_size, val_every=min(s.val_every, s.unet_steps),
                            log_every=min(25, max(1, s.unet_steps // 10)),
                            ckpt_every=min(500, max(1, s.unet_steps // 10)), max_minutes=s.unet_minutes,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from . import distributed as ddp
 from .checkpoint import CheckpointError, atomic_write_text, load_bundle, load_state, save_bundle, save_state
-from .config import PRECISIONS, ConfigError, UNetConfig, register, to_dict
+from .config import DEVICES, PRECISIONS, ConfigError, UNetConfig, check_knobs, knob, register, to_dict
 from .metrics import ScoreAccumulator
 from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
@@ -54,45 +54,38 @@ def _check(cond: bool, msg: str) -> None:
 @register
 @dataclass(frozen=True)
 class UNetTrainConfig:
-    source: str = "stream"  # stream (fresh pairs from G) | folder:PATH (written pairs) | real:SPEC (true)
-    gan: str = ""  # GAN checkpoint/bundle feeding the stream source ("" = generator passed in by the caller)
-    size: int = 64  # working resolution of the U-Net; pairs are resized to it
+    source: str = knob("stream", "stream (fresh pairs from G) | folder:PATH (written pairs) | real:SPEC (true masks)")
+    gan: str = knob("", "GAN checkpoint or bundle whose generator streams the pairs ('' = passed in by the caller)")
+    size: int = knob(64, "working resolution of the U-Net; pairs are resized to it")
     unet: UNetConfig = field(default_factory=UNetConfig)  # architecture of F_theta
-    steps: int = 12000  # optimisation steps (paper)
-    batch: int = 95  # pairs per step (paper)
-    lr: float = 1e-3  # Adam learning rate (paper)
-    lr_drop_step: int = 8000  # from this step on the learning rate is lr * lr_drop_factor (paper)
-    lr_drop_factor: float = 0.2  # (paper)
-    seed: int = 0  # seeds the weight init, the training draws and the held-out draw
-    val_fraction: float = 0.1  # folder/real sources: share held out for checkpoint selection (ILSGAN: 90/10)
-    val_size: int = 500  # stream source: number of held-out pairs, drawn once with a separate seed
-    val_every: int = 500  # steps between val IoU measurements; the best goes to best.safetensors
-    log_every: int = 25  # steps between JSON log lines
-    ckpt_every: int = 500  # steps between (atomic) checkpoints
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
-    device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)
-    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
-    precision: str = "auto"  # auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 (GradScaler)
+    steps: int = knob(12000, "optimisation steps (the paper's 12,000)", lo=1, hi=10_000_000)
+    batch: int = knob(95, "pairs per step (paper)", lo=1)
+    lr: float = knob(1e-3, "Adam learning rate (paper)", gt=0, lt=1)
+    lr_drop_step: int = knob(8000, "from this step on the learning rate is lr * lr_drop_factor (paper: 8,000 of "
+                             "12,000; config.lr_drop_step)", lo=0)
+    lr_drop_factor: float = knob(0.2, "the learning rate's factor from lr_drop_step on (paper)", gt=0, hi=1)
+    seed: int = knob(0, "seeds the weight init, the training draws and the held-out draw", lo=0)
+    val_fraction: float = knob(0.1, "folder / real sources: share held out for checkpoint selection (ILSGAN: 90/10)",
+                               gt=0, lt=1)
+    val_size: int = knob(500, "stream source: number of held-out pairs, drawn once with a separate seed", lo=1)
+    val_every: int = knob(500, "steps between val IoU measurements; the best goes to best.safetensors", lo=1)
+    log_every: int = knob(25, "steps between JSON log lines", lo=1)
+    ckpt_every: int = knob(500, "steps between (atomic) checkpoints", lo=1)
+    max_minutes: float = knob(0.0, "stop (with a checkpoint) after this much wall time; 0 = no limit", lo=0)
+    device: str = knob("auto", "auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)",
+                       choices=DEVICES)
+    threads: int = knob(0, "torch intra-op threads on CPU; 0 = torch's default", lo=0)
+    precision: str = knob("auto", "auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 "
+                          "(GradScaler)", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        _check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_knobs(self)
         kind = self.source_kind
         _check(kind in ("stream", "folder", "real"),
                f"source must be stream, folder:PATH or real:SPEC, got {self.source!r}")
         _check(kind == "stream" or bool(self.source_arg), f"source {self.source!r} names no path / data spec")
         _check(self.size >= 8 and self.size % 2**self.unet.depth == 0,
                f"size must be a multiple of 2**unet.depth = {2**self.unet.depth}, got {self.size}")
-        _check(1 <= self.steps <= 10_000_000, f"steps must be in [1, 1e7], got {self.steps}")
-        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
-        _check(0 < self.lr < 1, f"lr must be in (0, 1), got {self.lr}")
-        _check(self.lr_drop_step >= 0, "lr_drop_step must be >= 0")
-        _check(0 < self.lr_drop_factor <= 1, "lr_drop_factor must be in (0, 1]")
-        _check(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        for name in ("val_size", "val_every", "log_every", "ckpt_every"):
-            _check(getattr(self, name) >= 1, f"{name} must be >= 1")
-        _check(self.max_minutes >= 0, "max_minutes must be >= 0")
-        _check(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda")
-        _check(self.threads >= 0, "threads must be >= 0")
 
     @property
     def source_kind(self) -> str:

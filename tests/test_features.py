@@ -83,7 +83,7 @@ def test_projected_discriminator_shapes_and_gradients(size):
 
 
 def test_discriminator_kind_is_checked_and_recorded():
-    with pytest.raises(ConfigError, match="discriminator kind"):
+    with pytest.raises(ConfigError, match="DiscriminatorConfig.kind must be one of"):
         gan_config(64, "E", disc="stylegan")
     assert gan_config(64, "B", disc="projected").discriminator.kind == "projected"
     assert isinstance(build_discriminator(gan_config(32, "B", width=4).discriminator), Discriminator)

@@ -1,18 +1,49 @@
-"""What the training CLIs share: the saved config for --resume, --dry-run, and the run-and-report tail."""
+"""What the training CLIs share: flags made from the config knobs, the saved config for --resume, --dry-run, and
+the run-and-report tail."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from elgan import distributed
-from elgan.config import from_dict
+from elgan.config import KNOB, from_dict
 
 T = TypeVar("T")
+
+
+def add_knob(parser: argparse.ArgumentParser, cls: type, name: str, flag: str | None = None, *,
+             unset: str | None = None, note: str = "") -> argparse.Action:
+    """A flag for the knob ``cls.name`` (elgan.config.knob): its type, default, help and choices come from
+    the field. ``flag`` defaults to --name-with-dashes; a bool knob is a switch (``--no-x`` turns a True
+    default off), its destination the field's name. ``unset`` makes the default None ("not given", e.g. the
+    saved value on --resume or a value derived from other flags) and says in the help what it means. ``note``
+    adds what only this program needs said. The action carries ``knob = (cls, name)`` (tests walk it back)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    info, kind = f.metadata[KNOB], get_type_hints(cls)[name]
+    flag = flag or "--" + name.replace("_", "-")
+    help_ = info["help"] + (f"; {note}" if note else "")
+    if kind is bool:
+        if unset is not None or f.default is not flag.startswith("--no-"):
+            raise ValueError(f"{flag}: a switch must turn {cls.__name__}.{name}'s default off")
+        shown = " (default: on; this switch turns it off)" if f.default else " (default: off)"
+        action = parser.add_argument(flag, dest=name, action="store_false" if f.default else "store_true",
+                                     help=help_.replace("%", "%%") + shown)
+    else:
+        kind = next(k for k in (int, float, str) if k == kind or k in getattr(kind, "__args__", ()))
+        shown = f"not given: {unset}" if unset is not None else "default: %(default)r"
+        kwargs: dict[str, Any] = {"type": kind, "default": None if unset is not None else f.default,
+                                  "help": help_.replace("%", "%%") + f" ({shown})"}
+        if info["choices"] is not None:
+            kwargs["choices"] = info["choices"]
+        action = parser.add_argument(flag, **kwargs)
+    action.knob = (cls, name)  # type: ignore[attr-defined]
+    return action
 
 
 def saved_config(parser: argparse.ArgumentParser, out: Path, cls: type[T]) -> T:

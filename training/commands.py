@@ -2,11 +2,12 @@
 
 A program that starts a training run (the app's Train tab) fills one of the dataclasses below and calls
 :func:`argv`; it never writes a flag. Field names are the destinations of the program's
-``build_parser()`` (``args.<name>``); ``None`` and ``False`` mean "not given", so the program's default
-holds. Each field is looked up among the parser's options when the argv is built: the flag spelt there
-is the one used, and a field the parser no longer has, or one whose kind changed (a switch that now
-takes a value, a number that became text, a value outside the option's choices), is a CommandError at
-once instead of a run that fails in the background.
+``build_parser()`` (``args.<name>``), each a knob's flag or a run-control flag (tests/test_knobs.py);
+``None`` and ``False`` mean "not given", so the program's default holds. Each field is looked up among
+the parser's options when the argv is built: the flag spelt there is the one used, and a field the parser
+no longer has, or one whose kind changed (a switch that now takes a value, a number that became text, a
+value outside the option's choices), is a CommandError at once instead of a run that fails in the
+background.
 
     argv(GanCommand(out="runs/r", config="E", size=32, iters=200, threads=1, no_progress=True))
     -> [python, "-m", "training.train_gan", "--out", "runs/r", "--config", "E", "--size", "32", ...]
@@ -38,6 +39,7 @@ class PipelineCommand:
     data: str | None = None
     gan_iters: int | None = None
     unet_steps: int | None = None
+    gan_d_width: int | None = None
     threads: int | None = None
 
 
@@ -52,6 +54,7 @@ class GanCommand:
     config: str | None = None
     size: int | None = None
     width: int | None = None
+    d_width: int | None = None
     iters: int | None = None
     data: str | None = None
     sample_every: int | None = None

@@ -22,19 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, replace
-from elgan.pipeline import DONE, PRESETS, PipelineConfig, pipeline_config
-from training._cli import print_config, run_stage, saved_config
+from elgan.config import ConfigError, default_of, replace
+from elgan.pipeline import DONE, PRESET_KNOBS, PipelineConfig, pipeline_config
+from training._cli import add_knob, print_config, run_stage, saved_config
 
-# flag -> PresetSpec / PipelineConfig field (None values are "not given" and keep the preset's)
-OVERRIDES = {
-    "gan_iters": int, "gan_width": int, "gan_batch": int, "gan_minutes": float, "rotnet_iters": int,
-    "unet_steps": int, "unet_batch": int, "unet_base": int, "unet_minutes": float, "seed": int,
-    "threads": int, "eval_limit": int, "ablation": str, "gan_init": str, "diffaugment": str,
-    "gan_categories": int, "gan_group_size": int, "gan_d_width": int, "fd_every": int, "fd_samples": int,
-    "val_size": int, "val_every": int, "disc": str, "perceptual": str, "fd_net": str,
-    "gamma_bg": float,
-}
+# preset fields with a flag (--gan-iters -> gan_iters); type, help and range are their knobs' (PRESET_KNOBS).
+# None is "not given" and keeps the preset's value.
+OVERRIDES = (
+    "gan_iters", "gan_width", "gan_batch", "gan_minutes", "rotnet_iters", "unet_steps", "unet_batch", "unet_base",
+    "unet_minutes", "seed", "threads", "eval_limit", "ablation", "gan_init", "diffaugment", "gan_categories",
+    "gan_group_size", "gan_d_width", "fd_every", "fd_samples", "val_size", "val_every", "disc", "perceptual",
+    "fd_net", "gamma_bg",
+)
+TOP_FLAGS = ("eval_data", "eval_split", "eval_convention")  # PipelineConfig knobs (None: its default)
+STAGE_FLAGS = ("device", "precision")  # preset fields of both training stages (None: the preset's)
 
 # flags that --resume accepts (placement, and the length / wall-time budget of the training stages)
 # -> the (stage, field) pairs each one sets in the saved config
@@ -54,31 +55,25 @@ def _flag(name: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.pipeline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=PRESETS, default="cpu")
-    p.add_argument("--data", default="synthetic", help="GAN training images: synthetic | cub:PATH | "
-                   "folder:PATH | lsun:PATH")
+    add_knob(p, PipelineConfig, "preset")
+    add_knob(p, PipelineConfig, "data")
     p.add_argument("--out", default="", help="run folder (default: runs/pipeline-<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved config")
-    p.add_argument("--eval-data", default=None, help="data spec to score (default: --data)")
-    p.add_argument("--eval-split", default=None, help="split to score (default: test)")
-    p.add_argument("--eval-convention", choices=("dataset", "per_image"), default=None)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
-    p.add_argument("--half", action="store_true", help="store fp16 weights in the bundle (half the size)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="training precision of both stages: "
-                   "auto (bf16 on CUDA GPUs that support it, else fp32) | fp32 | bf16 | fp16")
-    for name, kind in OVERRIDES.items():
-        p.add_argument(_flag(name), type=kind, default=None,
-                       help="override the preset's " + name)
+    for name in TOP_FLAGS:
+        add_knob(p, PipelineConfig, name, unset=f"{default_of(PipelineConfig, name)!r}")
+    for name in STAGE_FLAGS:
+        add_knob(p, *PRESET_KNOBS[name], unset="the preset's; both training stages")
+    add_knob(p, PipelineConfig, "half")
+    for name in OVERRIDES:  # --gan-d-width as train_gan's --d-width: not given is the generator's width
+        unset = "--gan-width (0 means the same)" if name == "gan_d_width" else "the preset's"
+        add_knob(p, *PRESET_KNOBS[name], _flag(name), unset=unset)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    for key in ("eval_data", "eval_split", "eval_convention", "device", "precision"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
+    overrides = {k: getattr(args, k) for k in (*OVERRIDES, *TOP_FLAGS, *STAGE_FLAGS) if getattr(args, k) is not None}
     if args.half:
         overrides["half"] = True
     return pipeline_config(args.preset, args.data, out=args.out, **overrides)
@@ -113,10 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     distributed.setup(args.device or "auto")  # under torchrun: join the group; files are read by rank 0 alone
-    for name in OVERRIDES:
-        value = getattr(args, name)
-        if isinstance(value, (int, float)) and value < 0:
-            parser.error(f"{_flag(name)} must be >= 0")
     try:
         if args.resume:
             if not args.out:

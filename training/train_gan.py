@@ -20,21 +20,17 @@ from pathlib import Path
 
 from elgan import distributed
 from elgan.config import (
-    ABLATIONS,
-    DISCRIMINATORS,
-    EQUI_FORMS,
-    FD_NETS,
-    MOMENT_REGS,
-    PERCEPTUAL_NETS,
-    PRECISIONS,
-    SIZES,
-    WALKS,
     ConfigError,
+    DiscriminatorConfig,
     GanTrainConfig,
+    GeneratorConfig,
+    LossConfig,
+    PhiConfig,
+    default_of,
     gan_config,
     replace,
 )
-from training._cli import print_config, run_stage, saved_config
+from training._cli import add_knob, print_config, run_stage, saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,97 +38,68 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (config.json, log.jsonl, samples/, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved config")
-    p.add_argument("--config", choices=ABLATIONS, default="E", help="Table 3 ablation configuration")
-    p.add_argument("--data", default="synthetic", help="synthetic | cub:PATH | folder:PATH | lsun:PATH")
-    p.add_argument("--size", type=int, choices=SIZES, default=64, help="working resolution")
-    p.add_argument("--width", type=int, default=16, help="generator width (FineGAN ngf; the paper's is 64)")
-    p.add_argument("--d-width", type=int, default=None, help="discriminator width (default: --width)")
-    p.add_argument("--disc", choices=DISCRIMINATORS, default="paper", help="paper: the paper's D | projected: "
-                   "Projected GAN's D on frozen ImageNet EfficientNet-Lite0 features (from an installed package)")
-    p.add_argument("--perceptual", choices=PERCEPTUAL_NETS, default="rotnet", help="perceptual net of the "
-                   "equivariance loss: rotnet (self-supervised on the run's images) | effnet (ImageNet Lite0)")
-    p.add_argument("--fd-net", choices=FD_NETS, default="lite0", help="model-selection FD: lite0 (FD-Lite0, "
-                   "comparable across runs) | rotnet (FD-RotNet, within one run)")
-    p.add_argument("--no-detach-target", action="store_true", help="let gradients flow through the "
-                   "equivariance target T^X G(z, c) too (default: detached)")
-    p.add_argument("--phi-gain", type=float, default=1.0, help="multiplies Phi's output: the latent walk's "
-                   "starting length (1: the paper's MLP as initialised)")
-    p.add_argument("--phi-walk", choices=WALKS, default="free", help="free: z + Phi(eps), the paper's | "
-                   "fixed_length: Phi chooses the direction, the length is --phi-gain * |eps|")
-    p.add_argument("--moment-reg", choices=MOMENT_REGS, default="batch", help="Phi's moment regulariser: "
-                   "batch (the paper's estimate) | known (z's moments taken as known: no z sampling noise)")
-    p.add_argument("--gamma-equi", type=float, default=None, help="final weight of the equivariance loss "
-                   "(default 0.5, the paper's)")
-    p.add_argument("--gamma-bg", type=float, default=None, help="weight of D's 'background layer alone is "
-                   "fake' term (default 0: off, as in the paper)")
-    p.add_argument("--gamma-reg", type=float, default=None, help="weight of Phi's moment regulariser "
-                   "(default 1; the paper does not state its value)")
-    p.add_argument("--equi-form", choices=EQUI_FORMS, default="absolute", help="equivariance loss: absolute "
-                   "(eq. 8 as written) | relative (divided by the distance of the unmoved image to the target)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--categories", type=int, default=200, help="size of the private code c (the paper's 200)")
-    p.add_argument("--group-size", type=int, default=10, help="fine categories per super-category "
-                   "(c_sup = c // group size; --categories must be a multiple)")
-    p.add_argument("--iters", type=int, default=None, help="total iterations (default 20000; with --resume: "
-                   "extend or shorten the run)")
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--equi-rampup", type=int, default=None, help="t_1 of the equivariance ramp-up, iterations "
-                   "(default: 400/810 of --iters, as the paper's 400 of 810 epochs)")
-    p.add_argument("--diffaugment", default="color", help="DiffAugment policy on D's inputs ('' to disable)")
-    p.add_argument("--no-rrc", action="store_true", help="disable RandomResizedCrop of real images")
-    p.add_argument("--no-hflip", action="store_true", help="disable the random horizontal flip of real images")
-    p.add_argument("--rotnet", default="", help="perceptual net file (RotNet bundle or torchvision VGG16 weights)")
-    p.add_argument("--rotnet-iters", type=int, default=600)
-    p.add_argument("--fd-every", type=int, default=1000)
-    p.add_argument("--fd-samples", type=int, default=1000)
-    p.add_argument("--sample-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto (default: bf16 on CUDA GPUs "
-                   "that support it, else fp32) | fp32 | bf16 | fp16 (with loss scaling); kept on --resume")
-    p.add_argument("--inception", default="", help="Inception-v3 weights (torch-fidelity's weights-inception-"
-                   "2015-12-05-6726825d.pth): select by FID, log precision/recall (needs torch-fidelity)")
-    p.add_argument("--stream", action="store_true", help="lsun:PATH LMDB: stream images with DataLoader "
-                   "workers instead of loading them into memory")
-    p.add_argument("--data-limit", type=int, default=0, help="use only the first N training images "
-                   "(0: all); quick trials and tests")
-    p.add_argument("--data-workers", type=int, default=None, help="DataLoader workers per process when "
-                   "streaming (default 4)")
-    p.add_argument("--init", default="", help="GAN checkpoint (e.g. another run's best.safetensors) whose "
-                   "G, D, E_pi and Phi weights start this run: fine-tuning; same --size and --width")
+    add_knob(p, GanTrainConfig, "ablation", "--config")
+    add_knob(p, GanTrainConfig, "data")
+    add_knob(p, GanTrainConfig, "size")
+    add_knob(p, GeneratorConfig, "width")
+    add_knob(p, DiscriminatorConfig, "width", "--d-width", unset="--width")
+    add_knob(p, DiscriminatorConfig, "kind", "--disc")
+    add_knob(p, GanTrainConfig, "perceptual")
+    add_knob(p, GanTrainConfig, "fd_net")
+    add_knob(p, LossConfig, "equi_detach_target", "--no-detach-target")
+    add_knob(p, PhiConfig, "gain", "--phi-gain")
+    add_knob(p, PhiConfig, "walk", "--phi-walk")
+    add_knob(p, LossConfig, "moment_reg")
+    add_knob(p, LossConfig, "gamma_equi")
+    add_knob(p, LossConfig, "gamma_bg")
+    add_knob(p, LossConfig, "gamma_reg")
+    add_knob(p, LossConfig, "equi_form")
+    add_knob(p, GanTrainConfig, "batch")
+    add_knob(p, GeneratorConfig, "n_categories", "--categories")
+    add_knob(p, GeneratorConfig, "group_size", note="--categories must be a multiple")
+    add_knob(p, GanTrainConfig, "iters", unset=f"{default_of(GanTrainConfig, 'iters')}; with --resume: the saved "
+             "length (give it to extend or shorten the run)")
+    add_knob(p, GanTrainConfig, "lr")
+    add_knob(p, GanTrainConfig, "seed")
+    add_knob(p, LossConfig, "equi_rampup_iters", "--equi-rampup")
+    add_knob(p, GanTrainConfig, "diffaugment")
+    add_knob(p, GanTrainConfig, "rrc", "--no-rrc")
+    add_knob(p, GanTrainConfig, "hflip", "--no-hflip")
+    add_knob(p, GanTrainConfig, "rotnet")
+    for name in ("rotnet_iters", "fd_every", "fd_samples", "sample_every", "ckpt_every", "log_every", "max_minutes",
+                 "device", "threads"):
+        add_knob(p, GanTrainConfig, name)
+    add_knob(p, GanTrainConfig, "precision", unset="auto; with --resume: the saved one")
+    add_knob(p, GanTrainConfig, "inception", note="needs torch-fidelity")
+    add_knob(p, GanTrainConfig, "stream")
+    add_knob(p, GanTrainConfig, "data_limit")
+    add_knob(p, GanTrainConfig, "data_workers", unset=f"{default_of(GanTrainConfig, 'data_workers')}; with "
+             "--resume: the saved number")
+    add_knob(p, GanTrainConfig, "init", note="same --size and --width")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
-    iters = args.iters if args.iters is not None else 20000
-    loss = {"equi_detach_target": not args.no_detach_target, "moment_reg": args.moment_reg,
-            "equi_form": args.equi_form}
-    if args.gamma_equi is not None:
-        loss["gamma_equi"] = args.gamma_equi
-    if args.gamma_bg is not None:
-        loss["gamma_bg"] = args.gamma_bg
-    if args.gamma_reg is not None:
-        loss["gamma_reg"] = args.gamma_reg
-    if args.equi_rampup is not None:  # else config.rampup_iters(iters), the one default
-        loss["equi_rampup_iters"] = args.equi_rampup
+    def given(name: str) -> object:  # a flag whose "not given" (None) leaves the knob's default
+        value = getattr(args, name)
+        return default_of(GanTrainConfig, name) if value is None else value
+
+    loss = {"equi_detach_target": args.equi_detach_target, "moment_reg": args.moment_reg,
+            "equi_form": args.equi_form, "gamma_equi": args.gamma_equi, "gamma_bg": args.gamma_bg,
+            "gamma_reg": args.gamma_reg, "equi_rampup_iters": args.equi_rampup}  # -1: config.rampup_iters(iters)
     return gan_config(
         args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
         perceptual=args.perceptual, fd_net=args.fd_net, phi_gain=args.phi_gain, phi_walk=args.phi_walk,
-        data=args.data, batch=args.batch, iters=iters,
-        lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=not args.no_rrc, hflip=not args.no_hflip,
+        data=args.data, batch=args.batch, iters=given("iters"),
+        lr=args.lr, seed=args.seed, diffaugment=args.diffaugment, rrc=args.rrc, hflip=args.hflip,
         rotnet=args.rotnet,
         rotnet_iters=args.rotnet_iters, fd_every=args.fd_every, fd_samples=args.fd_samples,
         sample_every=args.sample_every, ckpt_every=args.ckpt_every, log_every=args.log_every,
         max_minutes=args.max_minutes, device=args.device, threads=args.threads,
-        precision=args.precision or "auto", inception=args.inception, stream=args.stream,
-        data_workers=4 if args.data_workers is None else args.data_workers,
-        data_limit=args.data_limit, init=args.init,
+        precision=given("precision"), inception=args.inception, stream=args.stream,
+        data_workers=given("data_workers"), data_limit=args.data_limit, init=args.init,
         loss_overrides=loss)
 
 

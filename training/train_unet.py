@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from elgan import distributed
-from elgan.config import PRECISIONS, ConfigError, UNetConfig, replace
+from elgan.config import ConfigError, UNetConfig, default_of, lr_drop_step, replace
 from elgan.unet_trainer import UNetTrainConfig
-from training._cli import print_config, run_stage, saved_config
+from training._cli import add_knob, print_config, run_stage, saved_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,28 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (config.json, log.jsonl, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved config")
-    p.add_argument("--gan", default="", help="GAN checkpoint or bundle whose generator streams the pairs")
-    p.add_argument("--source", default="", help="stream (default with --gan) | folder:PATH | real:SPEC")
-    p.add_argument("--size", type=int, default=None,
-                   help="U-Net resolution (default: the generator's, or 64)")
-    p.add_argument("--steps", type=int, default=None, help="default 12,000 (the paper's); with --resume: extend a run "
-                   "(its lr drop stays where it was)")
-    p.add_argument("--batch", type=int, default=95)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-drop-step", type=int, default=None, help="default: 2/3 of --steps (paper: 8000)")
-    p.add_argument("--base", type=int, default=16, help="U-Net channels at the first level")
-    p.add_argument("--depth", type=int, default=4, help="U-Net downsamplings")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-size", type=int, default=500, help="stream: held-out synthetic pairs")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="folder / real: share held out")
-    p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop with a checkpoint after this long")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto (default: bf16 on CUDA GPUs "
-                   "that support it, else fp32) | fp32 | bf16 | fp16 (with loss scaling); kept on --resume")
+    add_knob(p, UNetTrainConfig, "gan")
+    add_knob(p, UNetTrainConfig, "source", note="stream needs --gan")
+    add_knob(p, UNetTrainConfig, "size", unset="the generator's, or 64")
+    add_knob(p, UNetTrainConfig, "steps", unset=f"{default_of(UNetTrainConfig, 'steps')}; with --resume: the saved "
+             "length (give it to extend a run; its lr drop stays where it was)")
+    add_knob(p, UNetTrainConfig, "batch")
+    add_knob(p, UNetTrainConfig, "lr")
+    add_knob(p, UNetTrainConfig, "lr_drop_step", unset="2/3 of --steps")
+    add_knob(p, UNetConfig, "base")
+    add_knob(p, UNetConfig, "depth")
+    for name in ("seed", "val_size", "val_fraction", "val_every", "log_every", "ckpt_every", "max_minutes", "device",
+                 "threads"):
+        add_knob(p, UNetTrainConfig, name)
+    add_knob(p, UNetTrainConfig, "precision", unset="auto; with --resume: the saved one")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
@@ -68,15 +60,16 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("the stream source needs --gan CKPT (or pass --source folder:PATH / real:SPEC)")
     if source != "stream" and args.gan:
         parser.error("--gan only feeds the stream source; drop it or drop --source")
-    size = args.size or (_generator_size(args.gan) if args.gan else 64)
-    steps = 12000 if args.steps is None else args.steps
-    drop = args.lr_drop_step if args.lr_drop_step is not None else steps * 2 // 3
+    size = args.size or (_generator_size(args.gan) if args.gan else default_of(UNetTrainConfig, "size"))
+    steps = default_of(UNetTrainConfig, "steps") if args.steps is None else args.steps
+    drop = args.lr_drop_step if args.lr_drop_step is not None else lr_drop_step(steps)
     return UNetTrainConfig(source=source, gan=args.gan, size=size,
                            unet=UNetConfig(base=args.base, depth=args.depth), steps=steps,
                            batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed,
                            val_fraction=args.val_fraction, val_size=args.val_size, val_every=args.val_every,
                            log_every=args.log_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                           device=args.device, threads=args.threads, precision=args.precision or "auto")
+                           device=args.device, threads=args.threads,
+                           precision=args.precision or default_of(UNetTrainConfig, "precision"))
 
 
 def main(argv: list[str] | None = None) -> int:
