@@ -19,7 +19,6 @@ distributed.rank_generator_state).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,8 @@ from .nets.phi import LatentTransform
 from .nets.recovery import SuperCategoryRecovery
 from .nets.rotnet import RotNet
 from .precision import Precision
-from .runlog import append_record, progress_bar, truncate_after
+from .runlog import append_record
+from .trainloop import LOG, STATE, TrainLoop, claim_run, due, load_rank_state, rank_state, rewind_log, write_config
 from .visualize import grid, layer_rows, save_png
 
 NETWORKS = ("generator", "discriminator", "super_recovery", "phi")
@@ -250,20 +250,15 @@ class GanTrainer:
     def save(self) -> None:
         """state.safetensors first (resume needs only it), then the user-facing last bundle. Every rank
         calls this (each contributes its RNG state); rank 0 writes, the others wait at the barrier."""
-        rng_states = ddp.gather_states(self.rng.get_state())
+        ranks = rank_state(self.rng, "rng", scaler_d=self.scaler_d, scaler_g=self.scaler_g)  # fp16: loss scales
         if ddp.is_main():
-            state = {
+            ckpt.save_state(self.run_dir / STATE, {
                 "step": self.step, "best_fd": self.best_fd, "fd_metric": self.fd_name, "config": to_dict(self.cfg),
                 "nets": {name: getattr(self, attr).state_dict()
                          for name, attr in zip(NETWORKS, ("G", "D", "E_pi", "phi"), strict=True)},
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": rng_states[0], "torch_rng": torch.get_rng_state(),
-            }
-            if len(rng_states) > 1:
-                state["rng_ranks"] = rng_states
-            if self.scaler_d.is_enabled():  # fp16: the loss scales are part of the optimisation state
-                state.update(scaler_d=self.scaler_d.state_dict(), scaler_g=self.scaler_g.state_dict())
-            ckpt.save_state(self.run_dir / "state.safetensors", state)
+                **ranks, "torch_rng": torch.get_rng_state(),
+            })
             self.bundle(self.run_dir / "last.safetensors")
         ddp.barrier()
 
@@ -282,7 +277,7 @@ class GanTrainer:
 
     def load(self) -> None:
         """Resume from state.safetensors (read by rank 0, broadcast), under any number of ranks."""
-        state = ddp.on_main(lambda: ckpt.load_state(self.run_dir / "state.safetensors"))
+        state = ddp.on_main(lambda: ckpt.load_state(self.run_dir / STATE))
         saved = to_dict(from_dict(GanTrainConfig, state["config"]))  # fills fields added since the run began
         if _resumable(json.loads(json.dumps(saved))) != _resumable(json.loads(json.dumps(to_dict(self.cfg)))):
             raise ckpt.CheckpointError(f"{self.run_dir}: the run was started with another configuration; "
@@ -293,56 +288,45 @@ class GanTrainer:
         for phase in PHASES.values():
             trainable = [p.requires_grad for name in phase.steps for p in nets[name].parameters()]
             getattr(self, phase.optimiser).load_state_dict(ckpt.held_only(state[phase.optimiser], trainable))
-        self.rng.set_state(ddp.rank_generator_state(state.get("rng_ranks") or [state["rng"]]))
+        load_rank_state(state, self.rng, "rng", scaler_d=self.scaler_d, scaler_g=self.scaler_g)
         torch.set_rng_state(state["torch_rng"])
-        if self.scaler_d.is_enabled() and "scaler_d" in state:  # else (e.g. fp32 -> fp16): fresh scales
-            self.scaler_d.load_state_dict(state["scaler_d"])
-            self.scaler_g.load_state_dict(state["scaler_g"])
         self.step, self.best_fd = int(state["step"]), state["best_fd"]
         if state.get("fd_metric", "FD-RotNet") != self.fd_name:  # a run from before FD-Lite0: not comparable
             self.best_fd = None
-        if ddp.is_main():
-            truncate_after(self.run_dir / "log.jsonl", self.step)
+        rewind_log(self.run_dir, self.step)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
     def fit(self) -> GanRunResult:
         cfg, main = self.cfg, ddp.is_main()
-        start, completed = time.monotonic(), True
-        bar = progress_bar(cfg.iters, "ELGAN " + cfg.ablation, self.progress, initial=self.step)
-        t_last, n_last = time.monotonic(), self.step
+        loop = TrainLoop(cfg.iters, self.step, cfg.batch, cfg.max_minutes, "ELGAN " + cfg.ablation, self.progress)
         while self.step < cfg.iters:
             log_due = (self.step + 1) % cfg.log_every == 0 or self._fd_due(self.step + 1)
             logs = self.train_step(health=log_due)  # layer health is read at the logged steps
-            bar.update(1)
+            loop.bar.update(1)
             if log_due:  # an FD step is logged whatever log_every is
                 logs = ddp.mean_scalars(logs)  # every rank's share of the batch counts
-                now = time.monotonic()
-                ips = (self.step - n_last) * cfg.batch / max(now - t_last, 1e-9)  # global images/s
-                t_last, n_last = now, self.step
+                elapsed, ips = loop.lap(self.step)
                 if main:
-                    self._log(logs, round(now - start, 2), ips)
-                bar.set_postfix(d=f"{logs['d_adv']:.2f}", g=f"{logs['g_adv']:.2f}",
-                                mask=f"{logs['mask_area']:.2f}", ips=f"{ips:.0f}")
-            if main and (self.step % cfg.sample_every == 0 or self.step == cfg.iters):
+                    self._log(logs, round(elapsed, 2), ips)
+                loop.bar.set_postfix(d=f"{logs['d_adv']:.2f}", g=f"{logs['g_adv']:.2f}",
+                                     mask=f"{logs['mask_area']:.2f}", ips=f"{ips:.0f}")
+            if main and loop.due(self.step, cfg.sample_every):
                 self.write_samples()
-            # every rank must take the same decision, or one would wait forever for the others
-            out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.monotonic() - start > cfg.max_minutes * 60)
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.iters or out_of_time:
+            out_of_time = loop.out_of_time()
+            if loop.due(self.step, cfg.ckpt_every) or out_of_time:
                 self.save()
-            if out_of_time and self.step < cfg.iters:
-                completed = False
+            if out_of_time:
                 break
-        bar.close()
+        loop.close()
         if main and not (self.run_dir / "best.safetensors").exists():
             self.bundle(self.run_dir / "best.safetensors")  # no FD measured yet: the last model is all there is
         self.best_fd = ddp.broadcast_object(self.best_fd)
         return GanRunResult(self.run_dir / "best.safetensors", self.run_dir / "last.safetensors", self.step,
-                            self.best_fd, completed)
+                            self.best_fd, loop.finished(self.step))
 
     def _fd_due(self, step: int | None = None) -> bool:
-        step = self.step if step is None else step
-        return step % self.cfg.fd_every == 0 or step == self.cfg.iters
+        return due(self.step if step is None else step, self.cfg.fd_every, self.cfg.iters)
 
     def _log(self, logs: dict[str, float], elapsed: float, ips: float) -> None:
         """Rank 0: one JSON line; at FD steps also the metrics, and best.safetensors if they improved."""
@@ -356,7 +340,7 @@ class GanTrainer:
         warning = health_warning(record)
         if warning:
             record["health_warning"] = warning
-        append_record(self.run_dir / "log.jsonl", record)
+        append_record(self.run_dir / LOG, record)
 
 
 def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> GanRunResult:
@@ -366,19 +350,14 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, pr
     run_dir = Path(run_dir)
 
     def prepare() -> None:
-        state = run_dir / "state.safetensors"
-        if not resume and state.exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose "
-                                  "another folder")
-        if resume and not state.exists():
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no state.safetensors)")
+        claim_run(run_dir, resume)
         if cfg.inception:
             from .fid import check_inception
 
             check_inception(cfg.inception)
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(run_dir)  # half-written files of a run killed while saving
-        ckpt.atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+        write_config(run_dir, cfg)
 
     ddp.on_main(prepare)
     trainer = GanTrainer(cfg, run_dir, progress)

@@ -22,7 +22,6 @@ validates and writes. Mixed precision: autocast around F_theta, the BCE in fp32,
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -31,16 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed as ddp
-from .checkpoint import CheckpointError, atomic_write_text, load_bundle, load_state, save_bundle, save_state
+from .checkpoint import CheckpointError, load_bundle, load_state, save_bundle, save_state
 from .config import DEVICES, PRECISIONS, ConfigError, UNetConfig, check_knobs, knob, register, to_dict
 from .metrics import ScoreAccumulator
 from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
 from .precision import Precision
-from .runlog import append_record, progress_bar, truncate_after
+from .runlog import append_record
 from .synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
+from .trainloop import CONFIG, LOG, STATE, TrainLoop, claim_run, load_rank_state, rank_state, rewind_log, write_config
 
-LAST, BEST, STATE, LOG = "last.safetensors", "best.safetensors", "state.safetensors", "log.jsonl"
+LAST, BEST = "last.safetensors", "best.safetensors"
 TRAIN_STREAM, VAL_STREAM, SPLIT_STREAM = 0, 1, 2  # derived_seed streams of one run seed
 # NHWC activations: oneDNN's convolutions run ~1.5x faster on CPU (measured: 44 -> 66 img/s, 64 px, base 16)
 CHANNELS_LAST = torch.channels_last
@@ -246,16 +246,10 @@ def train_unet(cfg: UNetTrainConfig, run_dir: str | Path, generator: LayeredGene
     run_dir = Path(run_dir)
 
     def prepare() -> None:  # rank 0's file system decides; a refusal stops every rank (ddp.on_main)
-        state_path = run_dir / STATE
-        if state_path.exists() and not resume:
-            raise FileExistsError(f"{run_dir} already holds a U-Net run; pass resume=True (--resume) or choose "
-                                  "another folder")
-        if resume and not state_path.exists():
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (no {STATE})")
-        if resume and (run_dir / "config.json").exists():
-            _check_resumable(json.loads((run_dir / "config.json").read_text()), cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+        claim_run(run_dir, resume, "a U-Net run")
+        if resume and (run_dir / CONFIG).exists():
+            _check_resumable(json.loads((run_dir / CONFIG).read_text()), cfg)
+        write_config(run_dir, cfg)
 
     ddp.on_main(prepare)
     threads = torch.get_num_threads()
@@ -289,25 +283,21 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         try:
             unet.load_state_dict(state["unet"])
             opt.load_state_dict(state["optimizer"])
-            rng.set_state(ddp.rank_generator_state(state.get("data_rng_ranks") or [state["data_rng"]]))
-            if scaler.is_enabled() and "scaler" in state:
-                scaler.load_state_dict(state["scaler"])
+            load_rank_state(state, rng, "data_rng", scaler=scaler)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{state_path}: does not match this U-Net config: {exc}") from exc
         step, best_iou, best_step = int(state["step"]), state["best_val_iou"], state["best_step"]
         if best_meta is not None:  # a best written after the last state save still counts
             if best_iou is None or best_meta.get("val_iou", -1.0) > best_iou:
                 best_iou, best_step = best_meta.get("val_iou"), best_meta.get("step")
-        if main:
-            truncate_after(run_dir / LOG, step)
+        rewind_log(run_dir, step)
     if step >= cfg.steps and ddp.on_main(lambda: (run_dir / BEST).exists()):
         return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, True, 0.0)
 
     source, val = build_sources(cfg, generator, device)
     model = ddp.wrap(unet)  # training forwards; `unet` itself for validation and saving (rank 0, no sync)
-    bar = progress_bar(cfg.steps, "U-Net", progress, initial=step, unit="step")
-    start = win_start = time.perf_counter()
-    start_step, win_loss, win_n = step, torch.zeros((), device=device), 0
+    loop = TrainLoop(cfg.steps, step, cfg.batch, cfg.max_minutes, "U-Net", progress, unit="step")
+    win_loss, win_n = torch.zeros((), device=device), 0
     while step < cfg.steps:
         lr = lr_at(cfg, step)
         for group in opt.param_groups:
@@ -325,42 +315,37 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         step += 1
         win_loss += loss.detach()
         win_n += 1
-        bar.update(1)
-        # every rank must take the same decisions (a collective follows each), so they depend on the
-        # step and on an all-reduced wall-time flag, never on what rank 0 alone measured
-        out_of_time = cfg.max_minutes > 0 and ddp.any_rank(time.perf_counter() - start > 60 * cfg.max_minutes)
-        last = step == cfg.steps or out_of_time
-        val_step = step % cfg.val_every == 0 or last
+        loop.bar.update(1)
+        # every rank takes the same decisions (a collective follows each): they depend on the step and on
+        # the all-reduced time cap, never on what rank 0 alone measured
+        out_of_time = loop.out_of_time()
+        val_step = loop.due(step, cfg.val_every) or out_of_time
         val_iou = validate(unet, val, device) if val_step and main else None
         if val_iou is not None and (best_iou is None or val_iou > best_iou):
             best_iou, best_step = val_iou, step
             _save_checkpoint(run_dir, BEST, unet, cfg, {"step": step, "val_iou": val_iou})
         if step % cfg.log_every == 0 or val_step:
-            now = time.perf_counter()
-            record = {"step": step, "loss": ddp.mean_scalars({"loss": float(win_loss) / win_n})["loss"], "lr": lr,
-                      "imgs_per_s": win_n * cfg.batch / max(now - win_start, 1e-9), "elapsed_s": now - start}
+            loss_mean = ddp.mean_scalars({"loss": float(win_loss) / win_n})["loss"]
+            elapsed, ips = loop.lap(step)
+            record = {"step": step, "loss": loss_mean, "lr": lr, "imgs_per_s": ips, "elapsed_s": elapsed}
             if val_iou is not None:
                 record["val_iou"] = val_iou
             if main:
                 append_record(run_dir / LOG, record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['imgs_per_s']:.0f}",
-                            best_iou="-" if best_iou is None else f"{best_iou:.3f}")
-            win_start, win_loss, win_n = now, torch.zeros((), device=device), 0
-        if step % cfg.ckpt_every == 0 or last:
-            rng_states = ddp.gather_states(rng.get_state())  # every rank's stream: exact resume for the same N
+            loop.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{ips:.0f}",
+                                 best_iou="-" if best_iou is None else f"{best_iou:.3f}")
+            win_loss, win_n = torch.zeros((), device=device), 0
+        if loop.due(step, cfg.ckpt_every) or out_of_time:
+            ranks = rank_state(rng, "data_rng", scaler=scaler)  # every rank's stream: exact resume for the same N
             if main:
-                extra = {"data_rng_ranks": rng_states} if len(rng_states) > 1 else {}
-                if scaler.is_enabled():
-                    extra["scaler"] = scaler.state_dict()
-                save_state(state_path, {"unet": unet.state_dict(), "optimizer": opt.state_dict(),
-                                        "step": step, "data_rng": rng_states[0],
-                                        "best_val_iou": best_iou, "best_step": best_step, **extra})
+                save_state(state_path, {"unet": unet.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                        **ranks, "best_val_iou": best_iou, "best_step": best_step})
                 _save_checkpoint(run_dir, LAST, unet, cfg, {"step": step, "val_iou": val_iou,
                                                             "best_val_iou": best_iou, "best_step": best_step})
             ddp.barrier()
         if out_of_time:
             break
-    bar.close()
+    loop.close()
 
     def final_best() -> tuple[float | None, int | None]:
         if not (run_dir / BEST).exists():  # e.g. resumed a run that had reached its steps before any best
@@ -370,6 +355,4 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         return best_iou, best_step
 
     best_iou, best_step = ddp.on_main(final_best)  # rank 0's bookkeeping is the run's
-    elapsed = time.perf_counter() - start
-    ips = (step - start_step) * cfg.batch / elapsed if elapsed > 0 and step > start_step else 0.0
-    return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, step >= cfg.steps, ips)
+    return UNetRunResult(run_dir / BEST, run_dir / LAST, step, best_iou, loop.finished(step), loop.images_per_s(step))
