@@ -311,4 +311,27 @@ class ModelRegistry:
             parts.append(f"Its masks on {data_label(metrics.get('data', '?'))} [{metrics.get('split', '?')}]: "
                          f"{100 * metrics['acc']:.1f}% of pixels right (ACC), overlap with the true masks "
                          f"{100 * metrics['iou']:.1f}% (IoU; mIoU {100 * metrics['miou']:.1f})")
+        equi = equivariance_line(m.metadata.get("equivariance"))
+        if equi:
+            parts.append(equi)
         return "\n\n".join(parts)
+
+
+def equivariance_line(record: Any) -> str:
+    """What the direction sliders do on this model, from ``python -m training.equivariance --write``: the
+    share of the true move the latent walk makes, in plain words, with the ratios as notation."""
+    if not isinstance(record, dict) or not isinstance(record.get("directions"), dict):
+        return ""
+    dirs = {k: v for k, v in record["directions"].items() if isinstance(v, dict) and "ratio" in v}
+    if not dirs:
+        return ""
+    worst = max(float(v["ratio"]) for v in dirs.values())
+    verdict = ("The direction sliders move the object: its latent walk makes most of the true move"
+               if record.get("target_met") else
+               "The direction sliders barely move the object on this model: its latent walk was not learned"
+               if worst > 0.9 else "The direction sliders move the object only in part")
+    order = ("tx", "ty", "rotation", "scale")
+    names = sorted(dirs, key=lambda k: order.index(k) if k in order else len(order))
+    ratios = ", ".join(f"{k} {float(dirs[k]['ratio']):.2f}" for k in names)
+    return (f"{verdict}. <span class='notation'>walk vs true move at eps = +1, {record.get('seeds', '?')} "
+            f"seeds (0 = exact, 1 = no move): {ratios}</span>")

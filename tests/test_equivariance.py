@@ -56,3 +56,17 @@ def test_cli_prints_and_writes_into_the_bundle(tmp_path, capsys):
     assert record["target_met"] is False and record["seeds"] == 3  # fewer than 12 seeds never meets it
     meta = load_model_bundle(path).metadata
     assert meta["note"] == "kept" and meta["equivariance"]["directions"].keys() == record["directions"].keys()
+
+
+def test_the_app_says_in_words_what_the_sliders_do():
+    from studio.registry import equivariance_line
+
+    def record(ratio: float, met: bool) -> dict:
+        return {"seeds": 12, "target_met": met, "directions": {
+            "scale": {"ratio": ratio}, "tx": {"ratio": ratio}, "ty": {"ratio": ratio}, "rotation": {"ratio": ratio}}}
+
+    assert "barely move" in equivariance_line(record(1.02, False))
+    assert "only in part" in equivariance_line(record(0.7, False))
+    line = equivariance_line(record(0.3, True))
+    assert "move the object" in line and line.index("tx 0.30") < line.index("rotation") < line.index("scale")
+    assert equivariance_line(None) == "" and equivariance_line({"directions": "x"}) == ""
