@@ -267,7 +267,7 @@ def invert(generator: LayeredGenerator, target: torch.Tensor, cfg: InversionConf
     finally:
         g.train(was_training)
     c = int(c1)
-    return Inversion(z=z_final, c=c, c_sup=c // g.cfg.group_size, layers=layers,
+    return Inversion(z=z_final, c=c, c_sup=g.super_category(c), layers=layers,
                      distances={k: float(v) for k, v in terms.items()}, steps=search + refine,
                      seconds=time.perf_counter() - t0, start_categories=cats, config=cfg, search_steps=search,
                      refine_steps=refine)

@@ -143,11 +143,10 @@ def move_layers(model: ModelBundle, z: torch.Tensor, c: int, eps: Mapping[str, f
 def edit_caption(model: ModelBundle, state: Mapping[str, Any], c: int, eps: Mapping[str, float],
                  walked: torch.Tensor | None = None, moved: torch.Tensor | None = None) -> str:
     """What was edited; with both images, how far the Phi walk is from the true move (0 = equivariant)."""
-    g = model.generator.cfg
     active = {k: v for k, v in eps.items() if v}
     unused = [k for k in active if model.phi is None or k not in model.perturb.eps_names]
     text = (f"edit of your photo's codes: appearance c {state['c']} → **{c}** (shape group "
-            f"{c // g.group_size}) · " + (", ".join(f"{MOVE_NAMES.get(k, k)}: ε {k} {v:+.2f}"
+            f"{model.generator.super_category(c)}) · " + (", ".join(f"{MOVE_NAMES.get(k, k)}: ε {k} {v:+.2f}"
                                                    for k, v in active.items()) or "no move"))
     if unused:
         text += f" · ignored (not in this model): {', '.join(unused)}"

@@ -183,11 +183,12 @@ def variation_grid(registry: ModelRegistry, key: str, seed: int, c: int, mode: s
         cs = [c] * n
     else:
         z = latent_code(model, seed).expand(n, -1)
-        sup, sub = divmod(c, cfg.group_size)
+        g = model.generator
+        sup, sub = g.super_category(c), g.index_in_group(c)
         if mode == GRID_MODES[1]:
-            cs = [sup * cfg.group_size + (sub + k) % cfg.group_size for k in range(n)]
+            cs = [g.category(sup, (sub + k) % cfg.group_size) for k in range(n)]
         else:
-            cs = [((sup + k) % cfg.n_super) * cfg.group_size + sub for k in range(n)]
+            cs = [g.category((sup + k) % cfg.n_super, sub) for k in range(n)]
     layers = model.generator(z, torch.tensor(cs, device=z.device))
     return grid(layer_rows(layers), scale=max(1, 128 // cfg.size))
 

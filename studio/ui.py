@@ -1,11 +1,12 @@
 """Gradio layout pieces of the app that would push app.py past one screenful per job.
 
-The one module of the studio package that imports gradio (app.py imports it; nothing in elgan/ imports
-gradio, nor studio): it holds layout and wiring only, as app.py does, and every computation is a plain
-function elsewhere -- here, the "Your photo" tab over studio/invert.py, the "Train" tab over jobs.py and
-access.py (who may train) -- the patches of Gradio's cache the app needs (output pictures written
-atomically and quickly, expired files deleted safely; the file work is studio/cache.py), and how a
-refused request is reported (:func:`refuse`: one log line, no traceback).
+With tabs.py (the page's head, Explore, Segment), one of the two studio modules that import gradio (app.py
+imports them; nothing in elgan/ imports gradio, nor studio): layout and wiring only, and every computation
+is a plain function elsewhere -- here, the "Your photo" tab over studio/invert.py, the "Train" tab over
+jobs.py and access.py (who may train), the widgets the tabs share (code sliders and their c <-> c_sup link,
+output images), the patches of Gradio's cache the app needs (output pictures written atomically and
+quickly, expired files deleted safely; the file work is studio/cache.py), and how a refused request is
+reported (:func:`refuse`: one log line, no traceback).
 """
 
 from __future__ import annotations
@@ -104,6 +105,21 @@ def code_slider(n: int, value: int = 0, **kw: Any) -> gr.Slider:
                      interactive=n > 1, **kw)
 
 
+def link_codes(registry: ModelRegistry, model_state: gr.State, c: gr.Slider, c_sup: gr.Slider, prefix: str) -> None:
+    """Keep a pair of c and c_sup sliders consistent (events `{prefix}c_to_csup`, `{prefix}csup_to_c`): moving c
+    shows its shape group; moving c_sup picks the c with the same place in the new group (the generator's
+    arithmetic: LayeredGenerator.super_category / with_super_category)."""
+    def c_to_csup(model: str, c: float) -> int:
+        return registry.get(model).generator.super_category(int(c))
+
+    def csup_to_c(model: str, c_sup: float, c: float) -> int:
+        return registry.get(model).generator.with_super_category(int(c), int(c_sup))
+
+    c.input(c_to_csup, [model_state, c], c_sup, api_name=f"{prefix}c_to_csup", show_progress="hidden", queue=False)
+    c_sup.input(csup_to_c, [model_state, c_sup, c], c, api_name=f"{prefix}csup_to_c", show_progress="hidden",
+                queue=False)
+
+
 def output_image(label: str, native: bool = False, **kw: Any) -> gr.Image:
     """An output image: lossless PNG, nearest-neighbour display, downloadable. `native`: the picture is sent
     at the model's size (e.g. 128²) and the browser scales it to fill the view (CSS class "native")."""
@@ -156,13 +172,6 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
             raise refuse(exc, "edit_photo") from None
         return photo.view(walked), photo.view(moved), photo.edit_caption(m, codes, int(c), eps, walked, moved)
 
-    def c_to_csup(model: str, c: float) -> int:
-        return int(c) // registry.get(model).generator.cfg.group_size
-
-    def csup_to_c(model: str, c_sup: float, c: float) -> int:
-        g = registry.get(model).generator.cfg
-        return int(c_sup) * g.group_size + int(c) % g.group_size
-
     with gr.Tab("Your photo", id="photo"):
         codes = gr.State(None)
         with gr.Row():
@@ -210,10 +219,7 @@ def photo_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence
         gr.on([codes.change, c.change, *(s.change for s in eps)], run_edit, [model_state, codes, *eps, c],
               [edited, moved, edit_caption], api_name="edit_photo", trigger_mode="always_last",
               show_progress="hidden", concurrency_id="render")
-        c.input(c_to_csup, [model_state, c], c_sup, api_name="photo_c_to_csup", show_progress="hidden",
-                queue=False)
-        c_sup.input(csup_to_c, [model_state, c_sup, c], c, api_name="photo_csup_to_c", show_progress="hidden",
-                    queue=False)
+        link_codes(registry, model_state, c, c_sup, "photo_")
 
 
 def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, model_dd: gr.Dropdown,

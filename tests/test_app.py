@@ -74,6 +74,24 @@ def test_every_event_is_named(served) -> None:
     assert not api["unnamed_endpoints"]
 
 
+def test_the_endpoints_clients_use_keep_their_names_and_parameters(served) -> None:
+    """Every named endpoint, and the parameters of the code links and the live view, as clients call them."""
+    api = connect(served[0]).view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(api) == {f"/{n}" for n in (
+        "explore", "show_compare", "c_to_csup", "csup_to_c", "random_seed", "grid", "strip", "select_model",
+        "refresh_models", "segment", "random_background", "invert_photo", "edit_photo", "photo_c_to_csup",
+        "photo_csup_to_c", "train_start", "train_stop", "train_resume", "train_poll", "train_load",
+        "train_show_counts", "train_view")}
+
+    def params(name: str) -> list[str]:
+        return [p["parameter_name"] for p in api[f"/{name}"]["parameters"]]
+
+    assert params("explore") == list(EXPLORE_DEFAULTS)
+    assert params("c_to_csup") == params("photo_c_to_csup") == ["c"]
+    assert params("csup_to_c") == params("photo_csup_to_c") == ["c_sup", "c"]
+    assert len(api["/explore"]["returns"]) == 7 and len(api["/segment"]["returns"]) == 6
+
+
 def test_bounded_queue_and_cache_expiry(app_demo) -> None:
     """A public Space under load: a bounded queue (one more request is refused at once, and the page says the
     app is busy), every queued event a few at a time, Gradio's cache expiring, no run history in browsers."""
@@ -263,7 +281,10 @@ def test_an_app_on_a_model_with_one_super_category_builds(tmp_path: Path) -> Non
     save_model_bundle(tmp_path / "checkpoints" / "default.safetensors", g, None, PerturbConfig())
     registry = ModelRegistry(tmp_path / "checkpoints", tmp_path / "runs")
     demo = app.build_demo(registry, tmp_path / "runs", None)
-    assert demo is not None
+    handlers = {fn.api_name: fn.fn for fn in demo.fns.values()}
+    for prefix in ("", "photo_"):  # a c_sup past the one group (the locked slider's 1) stays in it
+        assert handlers[f"{prefix}c_to_csup"]("default.safetensors", 7) == 0
+        assert handlers[f"{prefix}csup_to_c"]("default.safetensors", 1, 7) == 7
     locked = ui.code_slider(1, 3)
     assert (locked.minimum, locked.maximum, locked.value, locked.interactive) == (0, 1, 0, False)
     free = ui.code_slider(20, 25)

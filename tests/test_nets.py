@@ -56,6 +56,34 @@ def test_codes_reach_the_right_layers():
     assert torch.equal(other_group.background[0], other_group.background[1])
 
 
+@pytest.mark.parametrize(("n_categories", "group_size"), [(200, 10), (12, 1), (12, 12), (12, 4)])
+def test_category_arithmetic_round_trips_and_clamps(n_categories, group_size):
+    """c <-> (c_sup, index in its group): one place (LayeredGenerator), ints and tensors alike, and the
+    c_sup slider's move (with_super_category) keeps the index and holds c_sup to the model's range."""
+    cfg = dataclasses.replace(gan_config(32, "E", width=4).generator, n_categories=n_categories,
+                              group_size=group_size)
+    G, n_super = LayeredGenerator(cfg), cfg.n_super
+    for c in range(n_categories):
+        sup, index = G.super_category(c), G.index_in_group(c)
+        assert type(sup) is int and type(index) is int
+        assert 0 <= sup < n_super and 0 <= index < group_size
+        assert G.category(sup, index) == c
+        assert G.with_super_category(c, sup) == c
+        for other in range(n_super):
+            moved = G.with_super_category(c, other)
+            assert G.super_category(moved) == other and G.index_in_group(moved) == index
+        assert G.with_super_category(c, n_super + 5) == G.category(n_super - 1, index)  # held to the range
+        assert G.with_super_category(c, -3) == index
+        assert G.clamp_category(c) == c
+    assert G.clamp_category(n_categories + 7) == n_categories - 1 and G.clamp_category(-1) == 0
+    cs = torch.arange(n_categories)  # the same arithmetic on tensors (what forward and the loss use)
+    sups, indices = G.super_category(cs), G.index_in_group(cs)
+    assert sups.dtype == indices.dtype == cs.dtype
+    assert sups.tolist() == [G.super_category(c) for c in range(n_categories)]
+    assert indices.tolist() == [G.index_in_group(c) for c in range(n_categories)]
+    assert torch.equal(G.category(sups, indices), cs)
+
+
 def test_spectral_norm_everywhere_in_discriminator():
     cfg = gan_config(32, "E", width=4)
     for net in (Discriminator(cfg.discriminator), SuperCategoryRecovery(cfg.discriminator)):

@@ -10,7 +10,7 @@ The image is eq. (1): x = (1 - pi) * x_b + pi * x_f. ReLU replaces FineGAN's GLU
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..config import GeneratorConfig
+
+Code = TypeVar("Code", int, torch.Tensor)  # a category code: one int, or a tensor of them
 
 
 class Layers(NamedTuple):
@@ -145,8 +147,32 @@ class LayeredGenerator(nn.Module):
         self.foreground = ForegroundGenerator(cfg)
         orthogonal_init(self)
 
-    def super_category(self, c: torch.Tensor) -> torch.Tensor:
-        return torch.div(c, self.cfg.group_size, rounding_mode="floor")
+    # ---- c <-> (c_sup, index in the group): FineGAN's parent/child codes, the one place this arithmetic lives
+    # (forward, the loss and the app's sliders all agree because they all ask here) ----
+
+    def super_category(self, c: Code) -> Code:
+        """c_sup = c // group_size: the parent code that picks the mask's shape (appendix A). Int or tensor."""
+        if isinstance(c, torch.Tensor):
+            return torch.div(c, self.cfg.group_size, rounding_mode="floor")
+        return c // self.cfg.group_size
+
+    def index_in_group(self, c: Code) -> Code:
+        """c's place among the group_size categories of its super-category (c % group_size): what a change
+        of shape group keeps, so the object changes outline and keeps its relative appearance."""
+        return c % self.cfg.group_size
+
+    def category(self, c_sup: Code, index: Code) -> Code:
+        """The c at `index` in super-category `c_sup`: the inverse of (super_category, index_in_group)."""
+        return c_sup * self.cfg.group_size + index
+
+    def clamp_category(self, c: int) -> int:
+        """c held to 0..n_categories - 1: a code chosen for another model may be out of this one's range."""
+        return max(0, min(int(c), self.cfg.n_categories - 1))
+
+    def with_super_category(self, c: int, c_sup: int) -> int:
+        """The category with c's index in its group but in super-category `c_sup` (held to 0..n_super - 1):
+        what the app's c_sup slider sets c to, since G sees c_sup only through c."""
+        return self.category(max(0, min(int(c_sup), self.cfg.n_super - 1)), self.index_in_group(int(c)))
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> Layers:
         assert z.dim() == 2 and z.shape[1] == self.cfg.z_dim, f"z must be [N, {self.cfg.z_dim}], got {tuple(z.shape)}"
