@@ -214,7 +214,19 @@ def ablation(name: str) -> tuple[PerturbConfig, LossConfig]:
 
 
 @dataclass(frozen=True)
-class GanTrainConfig:
+class RunControl:
+    """Where and for how long a training program runs: the knobs the GAN and U-Net trainers share."""
+
+    max_minutes: float = knob(0.0, "stop (with a checkpoint) after this much wall time; 0 = no limit", lo=0)
+    device: str = knob("auto", "auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)",
+                       choices=DEVICES)
+    threads: int = knob(0, "torch intra-op threads on CPU; 0 = torch's default", lo=0)
+    precision: str = knob("auto", "auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 "
+                          "(GradScaler)", choices=PRECISIONS)
+
+
+@dataclass(frozen=True)
+class GanTrainConfig(RunControl):
     data: str = knob("synthetic", "data spec: synthetic | cub:PATH | folder:PATH | lsun:PATH")
     data_limit: int = knob(0, "use only the first N training images (0 = all); for tests and quick trials", lo=0)
     size: int = knob(64, "working resolution of G and D", choices=SIZES)
@@ -246,12 +258,6 @@ class GanTrainConfig:
     ckpt_every: int = knob(500, "iterations between (atomic) checkpoints", lo=1)
     fd_every: int = knob(1000, "iterations between Frechet distances; the lowest is kept as best.safetensors", lo=1)
     fd_samples: int = knob(1000, "images per side of the Frechet distance", lo=1)
-    max_minutes: float = knob(0.0, "stop (with a checkpoint) after this much wall time; 0 = no limit", lo=0)
-    device: str = knob("auto", "auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)",
-                       choices=DEVICES)
-    threads: int = knob(0, "torch intra-op threads on CPU; 0 = torch's default", lo=0)
-    precision: str = knob("auto", "auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 "
-                          "(GradScaler)", choices=PRECISIONS)
     inception: str = knob("", "Inception-v3 weights file (torch-fidelity's): select by FID instead of FD, log "
                           "precision/recall")
     stream: bool = knob(False, "lsun:PATH LMDB only: stream real images via DataLoader workers, not from memory")

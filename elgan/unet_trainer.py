@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from . import distributed as ddp
 from .checkpoint import CheckpointError, load_bundle, load_state, save_bundle, save_state
-from .config import DEVICES, PRECISIONS, ConfigError, UNetConfig, check_knobs, knob, register, to_dict
+from .config import ConfigError, RunControl, UNetConfig, check_knobs, knob, register, to_dict
 from .metrics import ScoreAccumulator
 from .nets.generator import LayeredGenerator
 from .nets.unet import UNet
@@ -53,7 +53,7 @@ def _check(cond: bool, msg: str) -> None:
 
 @register
 @dataclass(frozen=True)
-class UNetTrainConfig:
+class UNetTrainConfig(RunControl):
     source: str = knob("stream", "stream (fresh pairs from G) | folder:PATH (written pairs) | real:SPEC (true masks)")
     gan: str = knob("", "GAN checkpoint or bundle whose generator streams the pairs ('' = passed in by the caller)")
     size: int = knob(64, "working resolution of the U-Net; pairs are resized to it")
@@ -71,12 +71,6 @@ class UNetTrainConfig:
     val_every: int = knob(500, "steps between val IoU measurements; the best goes to best.safetensors", lo=1)
     log_every: int = knob(25, "steps between JSON log lines", lo=1)
     ckpt_every: int = knob(500, "steps between (atomic) checkpoints", lo=1)
-    max_minutes: float = knob(0.0, "stop (with a checkpoint) after this much wall time; 0 = no limit", lo=0)
-    device: str = knob("auto", "auto | cpu | cuda (under torchrun: cuda = one GPU per process, LOCAL_RANK)",
-                       choices=DEVICES)
-    threads: int = knob(0, "torch intra-op threads on CPU; 0 = torch's default", lo=0)
-    precision: str = knob("auto", "auto (bf16 on CUDA GPUs that have it, else fp32) | fp32 | bf16 | fp16 "
-                          "(GradScaler)", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         check_knobs(self)
