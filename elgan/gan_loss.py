@@ -140,7 +140,7 @@ class ElganLoss:
             total = total + lc.gamma_bg * terms["d_background_fake"]
         if lc.recovery:
             loss_c = losses.recovery_loss(out.category_logits[n:n + m], fake.c)
-            total = total + self.cfg.loss.gamma_r * loss_c
+            total = total + lc.gamma_r * loss_c
             terms["d_recover_c"] = loss_c
         terms["d_total"] = total
         logs = {k: v.item() for k, v in terms.items()}

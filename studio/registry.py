@@ -330,7 +330,7 @@ def equivariance_line(record: Any) -> str:
                if record.get("target_met") else
                "The direction sliders barely move the object on this model: its latent walk was not learned"
                if worst > 0.9 else "The direction sliders move the object only in part")
-    order = ("tx", "ty", "rotation", "scale")
+    order = PerturbConfig().eps_names  # every direction, in the order of eps's dimensions
     names = sorted(dirs, key=lambda k: order.index(k) if k in order else len(order))
     ratios = ", ".join(f"{k} {float(dirs[k]['ratio']):.2f}" for k in names)
     return (f"{verdict}. <span class='notation'>walk vs true move at eps = +1, {record.get('seeds', '?')} "
