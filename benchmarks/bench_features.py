@@ -28,7 +28,7 @@ def one_row(size: int, ablation: str, disc: str, perceptual: str, width: int, ba
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import elgan.gan_trainer as gt
+    import elgan.train.gan_trainer as gt
     from benchmarks._common import peak_memory_mb
     from elgan.config import gan_config
     from elgan.data.base import ImageSet

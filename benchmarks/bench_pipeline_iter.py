@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from elgan.config import default_of, replace  # noqa: E402
-from elgan.gan_trainer import GanTrainer  # noqa: E402
 from elgan.pipeline import PRESET_KNOBS, PRESETS, SPECS, pipeline_config  # noqa: E402
+from elgan.train.gan_trainer import GanTrainer  # noqa: E402
 
 
 def parse_override(text: str) -> tuple[str, object]:

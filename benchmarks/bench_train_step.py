@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import elgan.gan_trainer as gt  # noqa: E402
+import elgan.train.gan_trainer as gt  # noqa: E402
 from benchmarks._common import flops_of, header, matmul_gflops, peak_memory_mb  # noqa: E402
 from elgan import losses  # noqa: E402
 from elgan.config import gan_config  # noqa: E402

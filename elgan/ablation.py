@@ -11,23 +11,22 @@ Variants (each adds one ingredient to the previous, as in the paper):
   no-perturb   recovery without any perturbation: the paper's all-foreground collapse
 
 Checkpoints are selected by FD-Lite0 by default, in pretrained features that are the same for every
-row. Where a run trains a RotNet (config E's perceptual net, or ``fd_net rotnet``) it is trained once,
-in the first run that needs one, and copied into the others, so that the rows share one perceptual
-net. (Each variant would otherwise train its own: the same data and seed, but its initial weights are
-drawn after that variant's networks, whose sizes differ, so the RotNets would differ.)
+row. Where a run needs a RotNet (config E's perceptual net, or ``fd_net rotnet``) its pipeline's
+features stage takes it from OUT/feature_cache (the cache beside the variants' folders): trained once,
+by the first run that needs it, for every variant and for later invocations on the same folder, so
+that all rows share one perceptual net.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import ABLATIONS, ConfigError, GanTrainConfig, ablation, replace, to_dict
+from .config import ABLATIONS, ConfigError, GanTrainConfig, ablation, from_dict, replace, to_dict
 from .pipeline import PipelineConfig, pipeline_config, run_pipeline
-from .runlog import read_records
+from .train.runlog import read_records
 
 COLLAPSE_VARIANTS = ("no-recovery", "no-perturb")
 VARIANTS = (*ABLATIONS, *COLLAPSE_VARIANTS)
@@ -73,24 +72,22 @@ def run_ablation(out: str | Path, variants: tuple[str, ...] = VARIANTS, data: st
     """Run (or resume) every variant in out/<name>; finished variants are read back, not retrained."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shared_rotnet: Path | None = None
     results = []
     for name in variants:
         cfg = variant_config(name, out, data, **overrides)
         run = Path(cfg.out)
         resume = (run / "config.json").exists()
-        if resume and json.loads((run / "config.json").read_text()) != json.loads(json.dumps(to_dict(cfg))):
+        if resume and _saved(run) != json.loads(json.dumps(to_dict(cfg))):
             raise ConfigError(f"{run} was run with other settings; use another --out or the same flags")
-        rotnet = run / "gan" / "rotnet.safetensors"
-        if shared_rotnet is not None and not rotnet.exists():
-            rotnet.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shared_rotnet, rotnet)
         log(f"== variant {name} ({'resume' if resume else 'start'}) -> {run}")
         res = run_pipeline(cfg, run, resume=resume, progress=progress, log=log)
-        if rotnet.exists():
-            shared_rotnet = shared_rotnet or rotnet
         results.append(read_result(name, run, res.wall_s))
     return results
+
+
+def _saved(run: Path) -> dict[str, Any]:
+    """A variant's saved config as it reads today: knobs added since it was written take their defaults."""
+    return json.loads(json.dumps(to_dict(from_dict(PipelineConfig, json.loads((run / "config.json").read_text())))))
 
 
 def mask_area_curve(run: str | Path) -> tuple[list[int], list[float]]:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 SIZES = (32, 64, 128)
 ABLATIONS = ("A", "B", "C", "D", "E")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see elgan/precision.py
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # see elgan/train/precision.py
 DEVICES = ("auto", "cpu", "cuda")
 DISCRIMINATORS = ("paper", "projected")  # the paper's D | Projected GAN's D on pretrained features
 PERCEPTUAL_NETS = ("rotnet", "effnet")  # eq. (8)'s net: self-supervised RotNet | ImageNet EfficientNet-Lite0

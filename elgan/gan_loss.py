@@ -5,7 +5,8 @@ D's fake input and the target of the equivariance loss, and the walked codes G(z
 in the same batch (one G call of 2N samples instead of three calls of N). D's phase uses the fakes
 detached, as in DCGAN's reference loop.
 
-Under DistributedDataParallel (see elgan.distributed) the networks passed in are DDP wrappers, and the
+Under DistributedDataParallel (see elgan.train.distributed) the trainer passes DDP wrappers for the training
+forwards and the plain modules beside them (this module never needs to know which is which), and the
 pairing of forward and backward passes is what keeps gradient sync right:
 * G and Phi run forward once per iteration; their only backward is the G phase's (the D phase reads
   the fakes detached), so each wrapper sees one forward and one backward, as DDP requires.
@@ -28,8 +29,7 @@ from torch import nn
 
 from . import losses
 from .config import GanTrainConfig
-from .distributed import unwrap
-from .instruments import top1
+from .metrics import top1
 from .nets.discriminator import Discriminator  # or the projected D: same outputs
 from .nets.generator import LayeredGenerator, Layers, compose
 from .nets.phi import LatentTransform
@@ -75,6 +75,8 @@ class ElganLoss:
     """Holds the networks and returns (total loss, {term: value}) for each phase.
 
     `generator`, `discriminator`, `super_recovery` and `phi` may be DDP wrappers (module docstring);
+    `plain_generator` / `plain_discriminator` are the same G and D unwrapped (default: the ones given), for
+    the calls that must not sync: code sampling and the G phase's D;
     `autocast` opens the mixed-precision context of the forwards, `gather` turns a rank's share of a
     batch into the global batch (both are identities in a one-process fp32 run).
     """
@@ -84,11 +86,13 @@ class ElganLoss:
                  phi: LatentTransform | nn.Module, pyramid: Callable[[torch.Tensor], list[torch.Tensor]] | None,
                  augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 gather: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> None:
+                 gather: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+                 plain_generator: LayeredGenerator | None = None,
+                 plain_discriminator: nn.Module | None = None) -> None:
         self.cfg = cfg
         self.G, self.D, self.E_pi, self.phi = generator, discriminator, super_recovery, phi
-        self.generator: LayeredGenerator = unwrap(generator)  # type: ignore[assignment]  # codes, c_sup
-        self.D_local = unwrap(discriminator)  # the G phase's D: no gradient sync (module docstring)
+        self.generator: LayeredGenerator = plain_generator or generator  # type: ignore[assignment]  # codes, c_sup
+        self.D_local = plain_discriminator or discriminator  # the G phase's D: no gradient sync (docstring)
         self.pyramid = pyramid
         self.augment = augment  # DiffAugment, applied to real and fake alike (D side)
         self.autocast, self.gather = autocast, gather

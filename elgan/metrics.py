@@ -104,3 +104,8 @@ class ScoreAccumulator:
         tp, fp, fn, _ = self.counts.unbind(1)
         union = tp + fp + fn
         return torch.where(union > 0, tp / union.clamp_min(1), torch.ones_like(tp))
+
+
+def top1(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of rows whose arg-max is the target: how well a recovery head names its code."""
+    return float((logits.detach().argmax(1) == target).float().mean())

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import distributed as ddp
 from .checkpoint import atomic_write_text
 from .config import (
     ConfigError,
@@ -48,7 +47,8 @@ from .config import (
     register,
     to_dict,
 )
-from .unet_trainer import UNetTrainConfig
+from .train import distributed as ddp
+from .train.unet_trainer import UNetTrainConfig
 
 PRESETS = ("paper", "cpu", "tiny", "horse", "horse128")
 DONE = "DONE"  # a finished stage's result (JSON) in its folder; eval's result is EVAL
@@ -237,7 +237,7 @@ class PipelineResult(NamedTuple):
 
 
 def _stage_gan(cfg: PipelineConfig, root: Path, progress: bool) -> dict[str, Any]:
-    from .gan_trainer import train_gan
+    from .train.gan_trainer import train_gan
 
     folder = root / "gan"
     t = time.perf_counter()
@@ -249,7 +249,7 @@ def _stage_gan(cfg: PipelineConfig, root: Path, progress: bool) -> dict[str, Any
 
 def _stage_unet(cfg: PipelineConfig, root: Path, gan_best: str, progress: bool) -> dict[str, Any]:
     from .bundle import load_model_bundle
-    from .unet_trainer import train_unet
+    from .train.unet_trainer import train_unet
 
     folder = root / "unet"
     t = time.perf_counter()
@@ -264,7 +264,7 @@ def _stage_eval(cfg: PipelineConfig, unet_best: str, progress: bool) -> dict[str
     from .bundle import load_unet
     from .data import DataError
     from .evaluate import PROTOCOL, evaluate_unet_detailed
-    from .unet_trainer import resolve_device
+    from .train.unet_trainer import resolve_device
 
     t = time.perf_counter()
     unet = load_unet(unet_best, resolve_device(cfg.unet.device))

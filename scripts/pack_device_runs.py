@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from elgan.runlog import read_records  # noqa: E402
+from elgan.train.runlog import read_records  # noqa: E402
 
 PART = 15 * 2**20
 SMALL = ("config.json", "eval.json", "val.json", "val.err", "gan/DONE", "unet/DONE", "gan/log.jsonl",

@@ -31,7 +31,7 @@ from elgan.nets.features import pretrained_lite0  # noqa: E402
 from elgan.nets.generator import compose  # noqa: E402
 from elgan.nets.phi import LatentTransform  # noqa: E402
 from elgan.perturb import eps_to_params, sample_eps, transform_layers  # noqa: E402
-from elgan.rotnet_trainer import load_feature_net  # noqa: E402
+from elgan.train.rotnet_trainer import load_feature_net  # noqa: E402
 
 
 def main() -> None:

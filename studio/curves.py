@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from elgan.runlog import read_records
+from elgan.train.runlog import read_records
 
 PANELS = ("GAN losses", "layer health (0-1; background-alone score: < 0 is healthy)", "FD (model selection)",
           "speed (images/s)", "U-Net")

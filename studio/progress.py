@@ -5,6 +5,7 @@ logged step of a GAN run comes only after the training images are loaded and, fo
 network is trained -- half a minute or more on a CPU. Each stage leaves a trace on disk before that (the
 run's config.json, the RotNet file, log.jsonl, a pipeline stage's DONE marker, eval.json, the bundle), so
 the Train tab can say from the first second which stage a job is in, what it does and for how long.
+When it has finished, result_model is the model it produced, for the model selector.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import curves
-from .jobs import RUN_INFO, JobStatus
+from .jobs import RUN_INFO, JobError, JobStatus, settings_of
 
 DONE, EVAL, BUNDLE = "DONE", "eval.json", "bundle.safetensors"  # elgan/pipeline.py's stage markers
 
@@ -36,7 +37,7 @@ def _clock(seconds: float) -> str:
 def _needs_rotnet(cfg: dict[str, Any]) -> bool:
     """Whether a GAN run trains its RotNet first (config E's perceptual net, or FD-RotNet)."""
     from elgan.config import ConfigError, GanTrainConfig, from_dict
-    from elgan.instruments import needs_rotnet
+    from elgan.train.instruments import needs_rotnet
 
     try:
         return needs_rotnet(from_dict(GanTrainConfig, cfg))
@@ -154,3 +155,23 @@ def summary(run: Path) -> str:
         warning = next((r["health_warning"] for r in reversed(records[-4:]) if r.get("health_warning")), "")
         parts.append(text + (f" -- warning: {warning}" if warning else ""))
     return " · ".join(parts)
+
+
+def result_model(run: Path) -> Path:
+    """The model a finished run produced, ready for the model selector.
+
+    A U-Net-only run trained just the segmenter; its bundle is assembled here once, from the GAN bundle
+    it streamed from and its best U-Net, so the Explore and Segment tabs get one file with both.
+    """
+    s = settings_of(run)
+    if s.program == "gan":
+        path = run / "best.safetensors"
+    else:
+        path = run / "bundle.safetensors"
+        if s.program == "unet" and not path.is_file() and (run / "best.safetensors").is_file():
+            from elgan.bundle import assemble_bundle
+
+            assemble_bundle(s.gan_bundle, run / "best.safetensors", path, extra={"unet_run": run.name})
+    if not path.is_file():
+        raise JobError(f"{run.name} has no result yet ({path.name} is missing): let it finish, or resume it")
+    return path

@@ -23,8 +23,8 @@ import torch
 import torch.multiprocessing as mp
 
 from elgan.config import ConfigError, GeneratorConfig, UNetConfig, gan_config
-from elgan.gan_trainer import GanTrainer, train_gan
 from elgan.nets.generator import LayeredGenerator
+from elgan.train.gan_trainer import GanTrainer, train_gan
 
 KEYS = ("d_adv", "d_real", "d_fake", "d_recover_c", "g_adv", "g_binarize", "g_recover_c", "g_recover_csup",
         "g_equivariance", "g_moment_reg", "g_total", "mask_area")
@@ -80,8 +80,8 @@ def _worker(rank: int, port: int, root: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), ELGAN_DDP_TIMEOUT_MIN="3")  # a bug fails, never hangs
     torch.set_num_threads(1)
-    from elgan import distributed as ddp
-    from elgan import unet_trainer
+    from elgan.train import distributed as ddp
+    from elgan.train import unet_trainer
 
     ddp.setup("cpu")
     root_p, out = Path(root), {}
@@ -325,7 +325,7 @@ def test_mixed_precision_trains_and_resumes(tmp_path, precision):
 
 
 def test_unet_in_bf16(tmp_path):
-    from elgan.unet_trainer import UNetTrainConfig, train_unet
+    from elgan.train.unet_trainer import UNetTrainConfig, train_unet
 
     torch.manual_seed(0)
     cfg = UNetTrainConfig(source="stream", size=32, unet=UNetConfig(base=4, depth=3), steps=2, batch=4, val_size=8,

@@ -7,7 +7,7 @@ import torch
 
 from elgan.checkpoint import CheckpointError, load_bundle
 from elgan.config import gan_config
-from elgan.gan_trainer import GanTrainer, train_gan
+from elgan.train.gan_trainer import GanTrainer, train_gan
 from training import train_gan as cli
 
 
@@ -78,7 +78,7 @@ def test_cli_smoke_and_resume(tmp_path, capsys):
             "--fd-samples", "8", "--out", str(out), "--no-progress"]
     assert cli.main(args + ["--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["loss"]["equi_rampup_iters"] == 1  # rampup_iters(2): 400/810
-    import elgan.gan_trainer as gt
+    import elgan.train.gan_trainer as gt
     orig = gt.load_dataset
     gt.load_dataset = lambda *a, **k: orig(*a, **{**k, "limit": 32})
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from elgan.runlog import append_record, read_records, truncate_after
+from elgan.train.runlog import append_record, read_records, truncate_after
 
 
 def test_a_cut_line_and_foreign_lines_are_skipped(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The loop mechanics both trainers share (elgan.trainloop), without training: cadence, time cap, images/s,
+"""The loop mechanics both trainers share (elgan.train.trainloop), without training: cadence, time cap, images/s,
 outcome, the run folder's refusals and config.json, and the per-rank extras of a state file."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from elgan import distributed as ddp
-from elgan import trainloop
 from elgan.checkpoint import load_state, save_state
-from elgan.runlog import append_record, read_records
-from elgan.trainloop import TrainLoop, claim_run, due, load_rank_state, rank_state, rewind_log, write_config
+from elgan.train import distributed as ddp
+from elgan.train import trainloop
+from elgan.train.runlog import append_record, read_records
+from elgan.train.trainloop import TrainLoop, claim_run, due, load_rank_state, rank_state, rewind_log, write_config
 
 
 class Clock:

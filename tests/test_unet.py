@@ -8,7 +8,7 @@ import torch
 from elgan.config import UNetConfig
 from elgan.metrics import segmentation_scores
 from elgan.nets.unet import UNet
-from elgan.unet_trainer import segmentation_loss
+from elgan.train.unet_trainer import segmentation_loss
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -65,7 +65,7 @@ def test_learns_a_trivial_task() -> None:
 # ---- the trainer -----------------------------------------------------------------------------------
 
 def _tiny_cfg(**kw):
-    from elgan.unet_trainer import UNetTrainConfig
+    from elgan.train.unet_trainer import UNetTrainConfig
 
     base = {"size": 32, "unet": UNetConfig(base=4, depth=3), "steps": 6, "batch": 4, "val_size": 8,
             "val_every": 3, "log_every": 2, "ckpt_every": 3, "lr_drop_step": 4}
@@ -83,7 +83,7 @@ def tiny_generator():
 
 def test_config_validation() -> None:
     from elgan.config import ConfigError, from_dict, to_dict
-    from elgan.unet_trainer import UNetTrainConfig, lr_at
+    from elgan.train.unet_trainer import UNetTrainConfig, lr_at
 
     cfg = UNetTrainConfig()
     paper = (12000, 95, 1e-3, 8000, 0.2)
@@ -100,7 +100,7 @@ def test_train_stream_writes_checkpoints_and_log(tiny_generator, tmp_path) -> No
     import json
 
     from elgan.bundle import load_unet
-    from elgan.unet_trainer import train_unet
+    from elgan.train.unet_trainer import train_unet
 
     r = train_unet(_tiny_cfg(), tmp_path, tiny_generator, progress=False)
     assert r.finished and r.steps == 6 and r.best_val_iou is not None and r.imgs_per_s > 0
@@ -119,7 +119,7 @@ def test_train_stream_writes_checkpoints_and_log(tiny_generator, tmp_path) -> No
 def test_resume_gives_the_uninterrupted_result(tiny_generator, tmp_path) -> None:
     from elgan.checkpoint import load_bundle
     from elgan.config import ConfigError
-    from elgan.unet_trainer import train_unet
+    from elgan.train.unet_trainer import train_unet
 
     straight = train_unet(_tiny_cfg(), tmp_path / "a", tiny_generator, progress=False)
     train_unet(_tiny_cfg(steps=3), tmp_path / "b", tiny_generator, progress=False)
@@ -136,7 +136,7 @@ def test_resume_gives_the_uninterrupted_result(tiny_generator, tmp_path) -> None
 
 def test_train_from_written_pairs_and_real_masks(tiny_generator, tmp_path) -> None:
     from elgan.synthesis import write_synthetic_dataset
-    from elgan.unet_trainer import train_unet
+    from elgan.train.unet_trainer import train_unet
     from tests.test_evaluate import _cub_fixture
 
     write_synthetic_dataset(tiny_generator, tmp_path / "pairs", 10, shard_size=5)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from elgan import distributed
 from elgan.config import KNOB, from_dict
+from elgan.train import distributed
 
 T = TypeVar("T")
 

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.data import DataError
     from elgan.evaluate import evaluate_inversion_detailed, evaluate_unet_detailed
     from elgan.invert import InversionConfig
-    from elgan.unet_trainer import resolve_device
+    from elgan.train.unet_trainer import resolve_device
 
     t0 = time.perf_counter()
     try:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError, load_image
-    from elgan.unet_trainer import resolve_device
+    from elgan.train.unet_trainer import resolve_device
     from elgan.visualize import save_png
     from studio import invert as photo
     from studio.registry import StudioError

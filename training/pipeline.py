@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from elgan import distributed
 from elgan.config import ConfigError, default_of, replace
 from elgan.pipeline import DONE, PRESET_KNOBS, PipelineConfig, pipeline_config
+from elgan.train import distributed
 from training._cli import add_knob, print_config, run_stage, saved_config
 
 # preset fields with a flag (--gan-iters -> gan_iters); type, help and range are their knobs' (PRESET_KNOBS).

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from elgan.plots import line_chart
-from elgan.runlog import read_records
+from elgan.train.runlog import read_records
 
 HEALTH = ("mask_area", "mask_binary_frac", "health_ex_top1", "health_epi_top1", "health_bg_minus_composite")
 CURVES = {"mask_area": ("mean mask area", (0.0, 1.0)),

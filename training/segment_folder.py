@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError
     from elgan.evaluate import segment_folder
-    from elgan.unet_trainer import resolve_device
+    from elgan.train.unet_trainer import resolve_device
 
     try:
         unet = load_unet(args.unet, resolve_device(args.device))

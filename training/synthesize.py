@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
     from elgan.synthesis import write_synthetic_dataset
-    from elgan.unet_trainer import resolve_device
+    from elgan.train.unet_trainer import resolve_device
 
     try:
         generator = load_model_bundle(args.gan, resolve_device(args.device)).generator

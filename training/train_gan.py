@@ -18,7 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from elgan import distributed
 from elgan.config import (
     ConfigError,
     DiscriminatorConfig,
@@ -30,6 +29,7 @@ from elgan.config import (
     gan_config,
     replace,
 )
+from elgan.train import distributed
 from training._cli import add_knob, print_config, run_stage, saved_config
 
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.dry_run:
         return print_config(cfg)
-    from elgan.gan_trainer import train_gan
+    from elgan.train.gan_trainer import train_gan
 
     outcome = run_stage(lambda: train_gan(cfg, out, resume=args.resume, progress=not args.no_progress))
     if outcome is None:

@@ -18,9 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from elgan import distributed
 from elgan.config import ConfigError, UNetConfig, default_of, lr_drop_step, replace
-from elgan.unet_trainer import UNetTrainConfig
+from elgan.train import distributed
+from elgan.train.unet_trainer import UNetTrainConfig
 from training._cli import add_knob, print_config, run_stage, saved_config
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.dry_run:
         return print_config(cfg)
-    from elgan.unet_trainer import train_unet
+    from elgan.train.unet_trainer import train_unet
 
     outcome = run_stage(lambda: train_unet(cfg, out, resume=args.resume, progress=not args.no_progress))
     if outcome is None:

@@ -14,7 +14,7 @@ Sources of pairs:
 Run folder: ``last.safetensors`` (bundle: "unet" + configs), ``best.safetensors`` (best val IoU),
 ``state.safetensors`` (weights, optimiser, step, RNG: everything resume needs), ``log.jsonl``.
 
-Under torchrun (elgan.distributed): DDP on the U-Net (SyncBatchNorm, so a step does not depend on the
+Under torchrun (elgan.train.distributed): DDP on the U-Net (SyncBatchNorm, so a step does not depend on the
 number of ranks), the global batch split over the ranks, each rank drawing its own pairs; rank 0 alone
 validates and writes. Mixed precision: autocast around F_theta, the BCE in fp32, a GradScaler for fp16.
 """
@@ -29,15 +29,15 @@ from typing import NamedTuple, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointError, load_bundle, load_state, save_bundle, save_state
+from ..config import ConfigError, RunControl, UNetConfig, check_knobs, knob, register, to_dict
+from ..metrics import ScoreAccumulator
+from ..nets.generator import LayeredGenerator
+from ..nets.unet import UNet
+from ..synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
 from . import distributed as ddp
-from .checkpoint import CheckpointError, load_bundle, load_state, save_bundle, save_state
-from .config import ConfigError, RunControl, UNetConfig, check_knobs, knob, register, to_dict
-from .metrics import ScoreAccumulator
-from .nets.generator import LayeredGenerator
-from .nets.unet import UNet
 from .precision import Precision
 from .runlog import append_record
-from .synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
 from .trainloop import CONFIG, LOG, STATE, TrainLoop, claim_run, load_rank_state, rank_state, rewind_log, write_config
 
 LAST, BEST = "last.safetensors", "best.safetensors"
@@ -180,7 +180,7 @@ def build_sources(cfg: UNetTrainConfig, generator: LayeredGenerator | None,
         if generator is None:
             if not cfg.gan:
                 raise ConfigError("the stream source needs a generator: pass one, or set gan to a checkpoint")
-            from .bundle import load_model_bundle  # lazy: only the stream-from-file case needs it
+            from ..bundle import load_model_bundle  # lazy: only the stream-from-file case needs it
 
             # read by rank 0 and broadcast: the file need only exist where rank 0 runs
             generator = ddp.on_main(lambda: load_model_bundle(cfg.gan, "cpu").generator)
@@ -193,7 +193,7 @@ def build_sources(cfg: UNetTrainConfig, generator: LayeredGenerator | None,
         folder = PairFolder(arg)
         train_idx, val_idx = _split(len(folder), cfg.val_fraction, cfg.seed)
         return FolderSource(folder, train_idx, cfg.size), resize_pairs(folder.load(val_idx), cfg.size)
-    from .data import load_dataset  # lazy: the real loaders are only needed for the upper bound
+    from ..data import load_dataset  # lazy: the real loaders are only needed for the upper bound
 
     data = load_dataset(arg, "train", cfg.size, with_masks=True)
     assert data.masks is not None

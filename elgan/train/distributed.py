@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import ConfigError
+from ..config import ConfigError
 
 T = TypeVar("T")
 # Rank 0 alone computes FD/FID, trains the RotNet and writes checkpoints while the others wait in a

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ Run folder layout (all writes atomic):
   state.safetensors    everything resume needs: networks, optimisers, step, RNG states, best FD
   last.safetensors     model bundle of the latest step; best.safetensors: lowest FD (FD-Lite0, FD-RotNet or FID) so far
 
-Under torchrun the same loop runs data-parallel (elgan.distributed): the batch is global and split over
+Under torchrun the same loop runs data-parallel (elgan.train.distributed): the batch is global and split over
 the ranks, G's BatchNorm is synchronised (a step does not depend on the number of ranks), every rank
 draws its own real images and codes, and rank 0 alone evaluates and writes the run folder. The state
 holds plain (unwrapped) state dicts and the data/code RNG state of every rank, so a run resumes under
@@ -26,23 +26,23 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
+from ..config import GanTrainConfig, from_dict, to_dict
+from ..data import load_dataset, parse_spec
+from ..data.augment import diff_augment, random_hflip, random_resized_crop
+from ..fid import embed_batches, fd_between
+from ..gan_loss import PHASES, ElganLoss
+from ..nets.discriminator import build_discriminator
+from ..nets.generator import LayeredGenerator
+from ..nets.phi import LatentTransform
+from ..nets.recovery import SuperCategoryRecovery
+from ..nets.rotnet import RotNet
+from ..visualize import grid, layer_rows, save_png
 from . import distributed as ddp
-from .config import GanTrainConfig, from_dict, to_dict
-from .data import load_dataset, parse_spec
-from .data.augment import diff_augment, random_hflip, random_resized_crop
-from .fid import embed_batches, fd_between
-from .gan_loss import PHASES, ElganLoss
 from .instruments import background_minus_composite, build_instruments, fd_name, health_warning
-from .nets.discriminator import build_discriminator
-from .nets.generator import LayeredGenerator
-from .nets.phi import LatentTransform
-from .nets.recovery import SuperCategoryRecovery
-from .nets.rotnet import RotNet
 from .precision import Precision
 from .runlog import append_record
 from .trainloop import LOG, STATE, TrainLoop, claim_run, due, load_rank_state, rank_state, rewind_log, write_config
-from .visualize import grid, layer_rows, save_png
 
 NETWORKS = ("generator", "discriminator", "super_recovery", "phi")
 STREAM_REFERENCE = 5000  # streamed data: images held in memory for the RotNet and the FD reference
@@ -101,7 +101,8 @@ class GanTrainer:
                               ddp.wrap(self.E_pi), ddp.wrap(self.phi),
                               self.precision.float_outputs(self.feature_net.pyramid) if self.feature_net else None,
                               self._diffaugment,
-                              autocast=self.precision.autocast, gather=ddp.gather_batch)
+                              autocast=self.precision.autocast, gather=ddp.gather_batch,
+                              plain_generator=self.G, plain_discriminator=self.D)
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.sample_codes = self.G.sample_codes(8, fixed, self.device)
         self._real_embedding: torch.Tensor | None = None
@@ -148,7 +149,7 @@ class GanTrainer:
 
     def _real_stream(self) -> Iterator[torch.Tensor]:
         if self._stream is None:
-            from .data.lsun import LmdbImages, lsun_batches
+            from ..data.lsun import LmdbImages, lsun_batches
 
             images = LmdbImages(parse_spec(self.cfg.data)[1], self.cfg.size, limit=self.cfg.data_limit or None)
             epoch = self.step * self.cfg.batch // len(images)  # a resumed run starts the epoch it was in
@@ -219,7 +220,7 @@ class GanTrainer:
         with cfg.inception the standard {"FID", "precision", "recall"} by torch-fidelity."""
         if not self.cfg.inception:
             return {self.fd_name: self.frechet_distance()}
-        from .fid import inception_metrics, to_uint8
+        from ..fid import inception_metrics, to_uint8
 
         return inception_metrics(torch.cat(list(self._fd_reals())),
                                  torch.cat([to_uint8(x).cpu() for x in self._fd_fakes()]),
@@ -352,7 +353,7 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = False, pr
     def prepare() -> None:
         claim_run(run_dir, resume)
         if cfg.inception:
-            from .fid import check_inception
+            from ..fid import check_inception
 
             check_inception(cfg.inception)
         run_dir.mkdir(parents=True, exist_ok=True)

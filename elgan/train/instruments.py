@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import GanTrainConfig
+from ..nets.features import pretrained_lite0
+from ..nets.rotnet import RotNet, fold_batchnorm, freeze
 from . import distributed as ddp
-from .config import GanTrainConfig
-from .nets.features import pretrained_lite0
-from .nets.rotnet import RotNet, fold_batchnorm, freeze
 from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
 from .runlog import progress_bar
 
@@ -91,11 +91,6 @@ def _rotnet(cfg: GanTrainConfig, real: torch.Tensor, path: Path, device: torch.d
     bar.close()
     save_rotnet(net, path, {"iters": cfg.rotnet_iters, "final_loss": state.get("loss"), "final_acc": state.get("acc")})
     return net
-
-
-def top1(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Share of rows whose arg-max is the target: how well a recovery head names its code."""
-    return float((logits.detach().argmax(1) == target).float().mean())
 
 
 @torch.no_grad()

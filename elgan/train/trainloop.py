@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import atomic_write_text
+from ..config import to_dict
 from . import distributed as ddp
-from .checkpoint import atomic_write_text
-from .config import to_dict
 from .runlog import progress_bar, truncate_after
 
 STATE, LOG, CONFIG = "state.safetensors", "log.jsonl", "config.json"

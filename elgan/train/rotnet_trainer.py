@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_bundle, load_into, save_bundle
-from .config import from_dict
-from .nets.rotnet import RotNet, RotNetConfig, VGGFeatures, freeze, rotation_batch
+from ..checkpoint import load_bundle, load_into, save_bundle
+from ..config import from_dict
+from ..nets.rotnet import RotNet, RotNetConfig, VGGFeatures, freeze, rotation_batch
 
 
 def train_rotnet(images: torch.Tensor, iters: int, rng: torch.Generator, device: torch.device,
