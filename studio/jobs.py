@@ -1,12 +1,12 @@
 """Job control for the Train tab: one training process at a time, started from validated settings.
 
 Safety by construction: a request carries only *choices* (program, dataset name, resolution, counts,
-ablation letter), each checked against a fixed list or range; the command is then built here as typed
-values of this project's own CLIs (``python -m training.<program>``, flags spelt by each CLI's own
-parser: training/commands.py), an argv list run without a shell, in a new session (its own process
-group) so that Stop reaches the process and every child it spawned. Datasets are "synthetic" or a folder
-*directly* under the data root; run folders are created by this module under the runs root. No path or
-command text from a request reaches the process.
+ablation letter, discriminator width), each checked against a fixed list or range; the command is then
+built here as typed values of this project's own CLIs (``python -m training.<program>``, flags spelt by
+each CLI's own parser: training/commands.py), an argv list run without a shell, in a new session (its
+own process group) so that Stop reaches the process and every child it spawned. Datasets are "synthetic"
+or a folder *directly* under the data root; run folders are created by this module under the runs root.
+No path or command text from a request reaches the process.
 
 State lives on disk, not in the app, so it survives a browser refresh and an app restart:
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from elgan.checkpoint import atomic_write_text
-from elgan.config import ABLATIONS, SIZES
+from elgan.config import ABLATIONS, SIZES, DiscriminatorConfig, knob_info, knob_range
 from training import commands
 
 from .access import scrub_paths
@@ -43,6 +43,7 @@ PIPELINE_PRESET = {32: "tiny", 64: "cpu", 128: "paper"}  # the pipeline's preset
 GAN_WIDTH = {32: 8, 64: 12, 128: 16}  # generator width of GAN-only runs per resolution
 MAX_ITERS = 200_000
 MAX_THREADS = max(1, os.cpu_count() or 1)
+D_WIDTH = knob_info(DiscriminatorConfig, "width")  # the knob behind --d-width / --gan-d-width: its bounds
 LOCK = ".studio-job.json"
 RUN_INFO, EXIT_INFO, OUTPUT = "studio.json", "studio-exit.json", "output.log"
 STOP_GRACE_S = 10.0
@@ -64,6 +65,7 @@ class TrainSettings:
     unet_steps: int = 200  # U-Net steps (pipeline and unet)
     threads: int = 1  # CPU threads of the training process
     gan_bundle: str = ""  # unet program: the model bundle whose generator streams the pairs
+    d_width: int = 0  # discriminator width (pipeline and gan); 0: the CLIs' default rule, the generator's width
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,17 @@ def validate(s: TrainSettings, data_root: Path | None, models: list[str] | None 
             raise JobError(f"{name} must be in [1, {MAX_ITERS}], got {value}")
     if not 1 <= threads <= MAX_THREADS:
         raise JobError(f"threads must be in [1, {MAX_THREADS}], got {threads}")
+    try:
+        d_width = int(s.d_width)
+    except (TypeError, ValueError, OverflowError):
+        raise JobError(f"discriminator width must be a whole number (0: the default), got {s.d_width!r}") from None
+    if d_width != 0 and not D_WIDTH["lo"] <= d_width <= D_WIDTH["hi"]:
+        raise JobError(f"discriminator width must be 0 (the default: the generator's width) or "
+                       f"{knob_range(D_WIDTH)}, got {d_width}")
     if s.program == "unet" and (not s.gan_bundle or s.gan_bundle not in (models or [])):
         raise JobError("U-Net-only training needs a trained GAN bundle: select one in the model selector "
                        "(not the untrained demo model)")
-    return replace(s, size=size, iters=iters, unet_steps=steps, threads=threads)
+    return replace(s, size=size, iters=iters, unet_steps=steps, threads=threads, d_width=d_width)
 
 
 def _every(n: int, cap: int) -> int:
@@ -140,11 +149,12 @@ def command(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: boo
     if s.program == "pipeline":
         return commands.PipelineCommand(out=out, no_progress=True, preset=PIPELINE_PRESET[s.size],
                                         data=data_spec(s.dataset, data_root), gan_iters=s.iters,
-                                        unet_steps=s.unet_steps, threads=s.threads)
+                                        unet_steps=s.unet_steps, gan_d_width=s.d_width or None, threads=s.threads)
     if s.program == "gan":
         every = _every(s.iters, 500)
         return commands.GanCommand(out=out, no_progress=True, config=s.ablation, size=s.size,
-                                   width=GAN_WIDTH[s.size], iters=s.iters, data=data_spec(s.dataset, data_root),
+                                   width=GAN_WIDTH[s.size], d_width=s.d_width or None, iters=s.iters,
+                                   data=data_spec(s.dataset, data_root),
                                    sample_every=every, ckpt_every=every, log_every=max(1, min(25, every)),
                                    fd_every=max(1, min(1000, s.iters // 4)), fd_samples=min(1000, max(64, s.iters)),
                                    rotnet_iters=min(600, max(20, s.iters // 2)), threads=s.threads)
@@ -378,23 +388,3 @@ def output_tail(run: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return scrub_paths("\n".join(text.splitlines()[-lines:]), [run.parent, REPO_ROOT])
-
-
-def result_model(run: Path) -> Path:
-    """The model a finished run produced, ready for the model selector.
-
-    A U-Net-only run trained just the segmenter; its bundle is assembled here once, from the GAN bundle
-    it streamed from and its best U-Net, so the Explore and Segment tabs get one file with both.
-    """
-    s = settings_of(run)
-    if s.program == "gan":
-        path = run / "best.safetensors"
-    else:
-        path = run / "bundle.safetensors"
-        if s.program == "unet" and not path.is_file() and (run / "best.safetensors").is_file():
-            from elgan.bundle import assemble_bundle
-
-            assemble_bundle(s.gan_bundle, run / "best.safetensors", path, extra={"unet_run": run.name})
-    if not path.is_file():
-        raise JobError(f"{run.name} has no result yet ({path.name} is missing): let it finish, or resume it")
-    return path

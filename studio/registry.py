@@ -17,18 +17,21 @@ offer is refused, so no request can make the server read an arbitrary file. For 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import torch
 
 from elgan.bundle import ModelBundle, load_model_bundle
 from elgan.checkpoint import CheckpointError
 from elgan.config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
+from elgan.equivariance import EditError
+from elgan.invert import InversionError
 from elgan.nets.generator import LayeredGenerator
 from elgan.nets.phi import LatentTransform
 from elgan.nets.unet import UNet
@@ -41,6 +44,8 @@ RESULT_NAMES = ("bundle.safetensors", "best.safetensors")  # a run's loadable re
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StudioError(ValueError):
@@ -49,6 +54,23 @@ class StudioError(ValueError):
 
 class ModelError(StudioError):
     """A model cannot be selected: a key not offered, or the bundle does not load (the message says why)."""
+
+
+# The library's refusals of a request: ValueErrors whose messages are written for the person who asked.
+LIBRARY_REFUSALS: tuple[type[ValueError], ...] = (EditError, InversionError)
+
+
+def refusing(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` (a library call) with the library's refusals re-raised as StudioError, message unchanged: the
+    handlers show a StudioError's message to the visitor and let anything else surface as an internal
+    error, and the library knows nothing of the app."""
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except LIBRARY_REFUSALS as exc:
+            raise StudioError(str(exc)) from exc
+    return call
 
 
 class LRU(Generic[K, V]):

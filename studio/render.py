@@ -13,32 +13,25 @@ Latency is the design constraint (one slider move -> new layers in well under 15
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from elgan import equivariance
 from elgan.bundle import ModelBundle
+from elgan.equivariance import DIRECTIONS as DIRECTIONS  # every direction the UI offers: PerturbConfig's names
+from elgan.equivariance import EPS_LIMIT, move, walk  # EPS_LIMIT: the sliders' range, what an edit accepts
 from elgan.nets.generator import Layers, compose
-from elgan.perturb import eps_to_params, transform_layers
-from elgan.visualize import grid, layer_rows, to_uint8
+from elgan.visualize import VIEW_PX, grid, layer_rows, to_uint8, upscale
+from elgan.visualize import layer_views as layer_views  # the views of one layer stack (the tabs' outputs)
 
-from .registry import ModelRegistry, StudioError
+from .registry import ModelRegistry, StudioError, refusing
 
 Z_DIMS = (0, 1, 2, 3, 4)  # z dimensions with their own slider; Phi shifts the first 10 (d_T)
-DIRECTIONS = ("tx", "ty", "rotation", "scale")  # every direction the UI offers (a model may have fewer)
 MOVE_NAMES = {"tx": "move right", "ty": "move down", "rotation": "rotate", "scale": "grow"}  # plain words, +eps
-EPS_LIMIT = 3.0  # slider range; training covered only [-1, 1] (Fig. 7 extrapolates beyond it)
-VIEW_PX = 256  # single views are upscaled to about this many pixels
 GRID_MODES = ("vary z, fix c", "vary c within c_sup, fix z", "vary c_sup, fix z")
 MAX_SEED = 2**31 - 1
-
-
-def upscale(image: np.ndarray, target: int | None = VIEW_PX) -> np.ndarray:
-    """Nearest upscaling by the integer factor that brings the longer side closest to `target` (None: as is)."""
-    k = 1 if target is None else max(1, round(target / max(image.shape[:2])))
-    return image if k == 1 else image.repeat(k, 0).repeat(k, 1)
 
 
 def latent_code(model: ModelBundle, seed: int, z_offsets: Sequence[float] = ()) -> torch.Tensor:
@@ -52,27 +45,13 @@ def latent_code(model: ModelBundle, seed: int, z_offsets: Sequence[float] = ()) 
 
 
 def eps_vector(model: ModelBundle, eps: Mapping[str, float]) -> torch.Tensor:
-    """The UI's named directions -> eps [1, d_eps] in the model's order; directions it lacks are dropped."""
-    for name, value in eps.items():
-        if name not in DIRECTIONS:
-            raise StudioError(f"unknown direction {name!r}; known: {', '.join(DIRECTIONS)}")
-        if not math.isfinite(value) or abs(value) > EPS_LIMIT + 1e-6:
-            raise StudioError(f"eps {name} must be in [-{EPS_LIMIT:g}, {EPS_LIMIT:g}], got {value}")
-    return torch.tensor([[float(eps.get(n, 0.0)) for n in model.perturb.eps_names]])
+    """Named directions -> eps [1, d_eps] in the model's order (elgan.equivariance.eps_vector); StudioError."""
+    return refusing(equivariance.eps_vector)(model.perturb, eps)
 
 
 def check_category(model: ModelBundle, c: int) -> int:
-    n = model.generator.cfg.n_categories
-    if not 0 <= int(c) < n:
-        raise StudioError(f"c must be in [0, {n - 1}] for this model, got {c}")
-    return int(c)
-
-
-def walk(model: ModelBundle, z: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """T_eps^Z z = z + Phi(eps) (identity when the model has no Phi or eps is all zero): [N, z_dim]."""
-    if model.phi is None or eps.shape[1] == 0 or not bool(eps.any()):
-        return z
-    return model.phi(z, eps.to(z.device).expand(z.shape[0], -1))
+    """c as an int if the model has it (elgan.equivariance.check_category); StudioError otherwise."""
+    return refusing(equivariance.check_category)(model.generator, c)
 
 
 @torch.inference_mode()
@@ -86,7 +65,7 @@ def render_layers(registry: ModelRegistry, key: str, seed: int, z_offsets: Seque
         e = e[:, :0]
     zkey = (key, int(seed), tuple(round(float(o), 4) for o in z_offsets),
             tuple(round(v, 4) for v in e[0].tolist()))
-    z = walk(model, latent_code(model, seed, z_offsets), e)
+    z = walk(model.phi, latent_code(model, seed, z_offsets), e)
     g = model.generator
     background = registry.backgrounds.get(zkey)
     if background is None:
@@ -99,22 +78,6 @@ def render_layers(registry: ModelRegistry, key: str, seed: int, z_offsets: Seque
         registry.foregrounds.put((zkey, c), fg_mask)
     foreground, mask = fg_mask
     return Layers(background, foreground, mask, compose(background, foreground, mask))
-
-
-def cutout_rgba(foreground: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """The foreground layer with the mask as alpha: uint8 [H, W, 4] (one sample of [1, ...] tensors)."""
-    rgb = to_uint8(foreground[0])
-    alpha = (mask[0, 0].float().cpu().clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-    return np.concatenate([rgb, alpha[..., None]], -1)
-
-
-def layer_views(layers: Layers, target: int | None = VIEW_PX) -> dict[str, np.ndarray]:
-    """background, foreground, mask, image (uint8 RGB) and cutout (RGBA), each upscaled to ~target px
-    (None: at the model's native size)."""
-    views = {"background": to_uint8(layers.background[0]), "foreground": to_uint8(layers.foreground[0]),
-             "mask": to_uint8(layers.mask[0], (0.0, 1.0)), "image": to_uint8(layers.image[0]),
-             "cutout": cutout_rgba(layers.foreground, layers.mask)}
-    return {name: upscale(v, target) for name, v in views.items()}
 
 
 def _heat(x: np.ndarray) -> np.ndarray:
@@ -138,15 +101,6 @@ def tile(images: Sequence[np.ndarray], pad: int = 4) -> np.ndarray:
 
 
 @torch.inference_mode()
-def true_transform(model: ModelBundle, layers: Layers, eps: torch.Tensor) -> torch.Tensor:
-    """T_eps^X applied to G(z, c): foreground and mask warped, composited on the same background."""
-    n = max(layers.image.shape[0], eps.shape[0])  # one layer stack under many eps, or one eps each
-    bg, fg, mask = (t.expand(n, -1, -1, -1) for t in (layers.background, layers.foreground, layers.mask))
-    fg, mask = transform_layers(fg, mask, eps_to_params(eps.to(bg.device).expand(n, -1), model.perturb))
-    return compose(bg, fg, mask)
-
-
-@torch.inference_mode()
 def compare_walk(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequence[float], c: int,
                  eps: Mapping[str, float], target: int | None = VIEW_PX) -> tuple[np.ndarray, float]:
     """[G(z + Phi(eps), c) | T_eps^X G(z, c) | |difference|] side by side, and the mean abs difference.
@@ -157,7 +111,7 @@ def compare_walk(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequen
     model = registry.get(key)
     walked = render_layers(registry, key, seed, z_offsets, c, eps)
     base = render_layers(registry, key, seed, z_offsets, c, None)
-    true = true_transform(model, base, eps_vector(model, eps))
+    true = move(base, eps_vector(model, eps), model.perturb).image
     diff = (walked.image - true).abs().mean(1)[0].float().cpu().numpy() / 2  # [H, W] in [0, 1]
     panels = [to_uint8(walked.image[0]), to_uint8(true[0]), _heat(np.clip(diff * 2, 0, 1))]
     return tile([upscale(p, target) for p in panels]), float(diff.mean() * 2)
@@ -215,10 +169,10 @@ def direction_strip(registry: ModelRegistry, key: str, seed: int, z_offsets: Seq
     eps[:, model.perturb.eps_names.index(direction)] = torch.tensor(ts)
     z = latent_code(model, seed, z_offsets).expand(n, -1)
     cc = torch.full((n,), c, device=z.device)
-    rows = [to_uint8(model.generator(walk(model, z, eps), cc).image)]  # [n, H, W, 3]
+    rows = [to_uint8(model.generator(walk(model.phi, z, eps), cc).image)]  # [n, H, W, 3]
     if with_true:
         base = model.generator(z[:1], cc[:1])
-        rows.append(to_uint8(true_transform(model, base, eps)))
+        rows.append(to_uint8(move(base, eps, model.perturb).image))
     scale = max(1, 128 // model.generator.cfg.size)
     strip = grid(rows, pad=2, scale=scale)
     size, pad = model.generator.cfg.size, 2

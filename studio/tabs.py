@@ -91,7 +91,7 @@ def explore_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State,
     model's) sizes the code sliders; returns them (c, c_sup) for the model selector to refit."""
     def explore(model: str, seed: float, z0: float, z1: float, z2: float, z3: float, z4: float, c: float,
                 tx: float, ty: float, rotation: float, scale: float, compare: bool) -> tuple[Any, ...]:
-        eps = {"tx": tx, "ty": ty, "rotation": rotation, "scale": scale}
+        eps = dict(zip(render.DIRECTIONS, (tx, ty, rotation, scale), strict=True))  # the sliders' order
         offsets = (z0, z1, z2, z3, z4)
         try:
             m = registry.get(model)

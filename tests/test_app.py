@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,10 +126,11 @@ def test_expired_outputs_are_deleted_with_their_folders(app_demo) -> None:
 
 
 def test_train_settings_follow_the_program(client: Client) -> None:
-    """GAN iterations, U-Net steps and the ablation letter show only for the programs that use them."""
+    """GAN iterations, U-Net steps, the ablation letter and D's width show only for the programs that use them."""
     shown = {p: [u.get("visible") for u in client.predict(p, api_name="/train_show_counts")]
              for p in ("gan", "unet", "pipeline")}
-    assert shown == {"gan": [True, False, True], "unet": [False, True, False], "pipeline": [True, True, False]}
+    assert shown == {"gan": [True, False, True, True], "unet": [False, True, False, False],
+                     "pipeline": [True, True, False, True]}
 
 
 def test_explore(client: Client) -> None:
@@ -214,13 +216,16 @@ def _wait(client: Client, run: str, until: str, timeout: float = 300.0) -> str:
 @pytest.mark.slow
 def test_train_finish_load_stop_resume(served, client: Client) -> None:
     url, root, default = served
-    status, run = client.predict("gan", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
+    status, run = client.predict("gan", "synthetic", 32, 5, "E", 5, 1, d_width=8, api_name="/train_start")
     run = _value(run)
     assert "Running" in status and run.startswith("00000-gan-synthetic-32-E")
     with pytest.raises(AppError, match="already running"):
         client.predict("gan", "synthetic", 32, 5, "E", 5, 1, api_name="/train_start")
     final = _wait(client, run, "finished")
     assert "GAN: 5 steps" in final
+    argv = json.loads((root / "runs" / run / "studio.json").read_text())["argv"]
+    assert argv[argv.index("--d-width") + 1] == "8"  # the tab's D width reached the program ...
+    assert json.loads((root / "runs" / run / "config.json").read_text())["discriminator"]["width"] == 8  # ... its D
     poll = client.predict(run, api_name="/train_poll")
     assert "finished" in poll[0]
     model, info = client.predict(run, api_name="/train_load")

@@ -60,3 +60,13 @@ def test_method_modules_do_not_reach_into_training_infrastructure() -> None:
     assert not {k: v for k, v in offenders.items() if v}
     assert any(n.startswith("elgan.train") for n in _resolved(ROOT / "elgan" / "pipeline.py"))  # the check sees imports
 
+
+def test_training_programs_import_no_app_code() -> None:
+    """The CLIs (training/) are the library's other front end, beside the app: what both need lives in
+    elgan/, so no program reaches into studio/ or app.py (nor gradio), at module level or in a function."""
+    sources = sorted((ROOT / "training").rglob("*.py"))
+    assert (ROOT / "training" / "invert.py") in sources, "training/ not found"
+    offenders = {str(path.relative_to(ROOT)): sorted(name for name in _imported(path)
+                                                     if name.split(".")[0] in APP_ONLY)
+                 for path in sources}
+    assert not {k: v for k, v in offenders.items() if v}

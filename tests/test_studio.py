@@ -132,6 +132,7 @@ def test_compare_is_exact_at_zero_and_moves_with_eps(reg) -> None:
 
 def test_link_and_bad_inputs(reg, tmp_path: Path) -> None:
     registry, key = reg
+    assert render.DIRECTIONS == PerturbConfig().eps_names and tuple(render.MOVE_NAMES) == render.DIRECTIONS
     with pytest.raises(StudioError, match="c must be"):
         render.render_layers(registry, key, 0, ZERO, 200, {})
     with pytest.raises(StudioError, match="eps"):

@@ -51,7 +51,8 @@ def test_app_refuses_hostile_training_requests(served, monkeypatch: pytest.Monke
     for bad in [dict(dataset="escape"), dict(dataset="../etc"), dict(dataset="/etc"),
                 dict(dataset="synthetic; rm -rf /"), dict(dataset="$(id)"), dict(program="gan; rm -rf /"),
                 dict(ablation="F"), dict(size=48), dict(size=10**9), dict(iters=-1), dict(iters=10**12),
-                dict(unet_steps=0), dict(threads=10**6), dict(threads=-1)]:
+                dict(unet_steps=0), dict(threads=10**6), dict(threads=-1), dict(d_width=-1), dict(d_width=10**6),
+                dict(d_width="16; rm -rf /")]:
         with pytest.raises(AppError):
             client.predict(**{**good, **bad}, api_name="/train_start")
     for name in ("..", "/etc", "../../etc/passwd", ".studio-job.json"):

@@ -7,7 +7,7 @@ import argparse
 import itertools
 import sys
 import types
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -109,6 +109,36 @@ def test_the_programs_accept_the_tab_settings(data_root: Path, tmp_path: Path) -
         else:
             cfg = unet_cli.config_from_args(args, unet_cli.build_parser())
             assert (cfg.gan, cfg.steps, cfg.batch) == (bundle, 40, 32)
+
+
+def test_the_discriminator_width_reaches_the_program(data_root: Path) -> None:
+    """The tab's D width is the CLIs' --d-width / --gan-d-width and ends in the run's config; 0 (or a
+    resumed run, or a U-Net run) passes no flag, so the programs' own default rule holds."""
+    hi = jobs.D_WIDTH["hi"]
+    for program, dest, resolve in (("gan", "d_width", lambda a: gan_cli.config_from_args(a)),
+                                   ("pipeline", "gan_d_width", lambda a: pipeline_cli.config_from_args(a).gan)):
+        for width in (1, 24, hi):
+            s = jobs.validate(jobs.TrainSettings(program=program, dataset="photos", size=32, d_width=width),
+                              data_root)
+            assert getattr(jobs.command(s, RUN, data_root), dest) == width
+            _, args = parse(jobs.build_argv(s, RUN, data_root))
+            assert getattr(args, dest) == width and resolve(args).discriminator.width == width
+        default = jobs.validate(jobs.TrainSettings(program=program, size=32), data_root)
+        assert default.d_width == 0
+        _, args = parse(jobs.build_argv(default, RUN, data_root))
+        cfg = resolve(args)
+        assert getattr(args, dest) is None and cfg.discriminator.width == cfg.generator.width
+        _, args = parse(jobs.build_argv(replace(s, d_width=24), RUN, data_root, resume=True))
+        assert getattr(args, dest) is None  # --resume keeps the saved D
+    unet = jobs.TrainSettings(program="unet", d_width=24, gan_bundle=BUNDLE)
+    assert not {"--d-width", "--gan-d-width"} & set(jobs.build_argv(unet, RUN, data_root))
+    assert jobs.validate(jobs.TrainSettings(d_width="32"), data_root).d_width == 32  # a number as text is fine
+    for bad, says in [(-1, rf"0 \(the default: the generator's width\) or in \[1, {hi}\], got -1"),
+                      (hi + 1, f"got {hi + 1}"), (10**18, "discriminator width must be 0"),
+                      ("16; rm -rf /", "discriminator width must be a whole number"),
+                      (None, "whole number"), (float("nan"), "whole number"), (float("inf"), "whole number")]:
+        with pytest.raises(jobs.JobError, match=says):
+            jobs.validate(jobs.TrainSettings(d_width=bad), data_root)  # type: ignore[arg-type]
 
 
 def test_flags_come_from_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:

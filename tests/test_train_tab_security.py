@@ -31,6 +31,8 @@ BAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
     *[(dict(iters=n), "iterations") for n in (0, -1, -(10**9), jobs.MAX_ITERS + 1, 10**18)],
     *[(dict(program="pipeline", unet_steps=n), "U-Net steps") for n in (0, -5, jobs.MAX_ITERS + 1)],
     *[(dict(threads=n), "threads") for n in (0, -1, 10**6)],
+    *[(dict(d_width=w), "discriminator width") for w in (-1, -(10**9), 257, 10**18, "16; rm -rf /", "$(id)",
+                                                        None, float("nan"), float("inf"))],
     *[(dict(program="unet", gan_bundle=b), "GAN bundle")
       for b in ("", "/etc/passwd", "../checkpoints/x.safetensors", "untrained", "a.safetensors; rm -rf /")],
 ]

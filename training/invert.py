@@ -56,30 +56,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None and args.steps < 0:
         parser.error("--steps must be >= 0")
 
+    from elgan import invert as photo
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError, load_image
+    from elgan.equivariance import EditError, edit, move_layers
     from elgan.train.unet_trainer import resolve_device
-    from elgan.visualize import save_png
-    from studio import invert as photo
-    from studio.registry import StudioError
+    from elgan.visualize import caption_strip, save_png, view
 
     try:
         model = load_model_bundle(args.bundle, resolve_device(args.device))
         image = load_image(args.image)
         original, result = photo.invert_photo(model, image, args.steps, args.seed)
         c_edit = result.c if args.c is None else args.c
-        edited = photo.edit(model, result.z, c_edit, eps).image
-        moved = photo.move_layers(model, result.z, c_edit, eps)
-    except (CheckpointError, DataError, FileNotFoundError, StudioError) as exc:
+        edited = edit(model, result.z, c_edit, eps).image
+        moved = move_layers(model, result.z, c_edit, eps)
+    except (CheckpointError, DataError, FileNotFoundError, EditError, photo.InversionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     views = photo.result_views(original, result, target=2 * model.size)
     what = ", ".join(f"{k}{v:+g}" for k, v in eps.items() if v) or "none"
     what += f", c={c_edit}" if c_edit != result.c else ""
     names = ["original", "reconstruction", "background", "foreground", "mask"]
-    panels = [views[n] for n in names] + [photo.view(edited, 2 * model.size), photo.view(moved, 2 * model.size)]
-    strip = photo.caption_strip(panels, names + [f"Phi walk {what}", f"layers moved {what}"])
+    panels = [views[n] for n in names] + [view(edited, 2 * model.size), view(moved, 2 * model.size)]
+    strip = caption_strip(panels, names + [f"Phi walk {what}", f"layers moved {what}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
