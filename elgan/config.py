@@ -124,9 +124,10 @@ class PerturbConfig:
     translate: bool = knob(True, "perturb position t_x, t_y")
     scale: bool = knob(True, "perturb isotropic scale s")
     rotate: bool = knob(True, "perturb rotation alpha")
-    max_translate: float = knob(0.125, "|t| <= max_translate, in units of the image side (paper: 0.125)")
-    max_log2_scale: float = knob(0.2, "|log2 s| <= this (paper: 0.2)")
-    max_rotate_deg: float = knob(15.0, "|alpha| <= this, degrees (paper: 15)")
+    max_translate: float = knob(0.125, "|t| <= max_translate, in units of the image side (paper: 0.125)",
+                                lo=0.0, hi=0.5)
+    max_log2_scale: float = knob(0.2, "|log2 s| <= this (paper: 0.2)", lo=0.0, hi=1.0)
+    max_rotate_deg: float = knob(15.0, "|alpha| <= this, degrees (paper: 15)", lo=0.0, hi=180.0)
 
     def __post_init__(self) -> None:
         check_knobs(self)
@@ -334,8 +335,10 @@ def gan_config(size: int = default_of(GanTrainConfig, "size"),
     """A consistent GanTrainConfig: sub-configs follow size, ablation, width, the kind of D and the size
     of c (the paper's 200 fine categories in groups of 10; a single-class collection may want fewer).
     ``d_width`` None (or 0, as configs saved before wrote it) is the generator's width; ``phi_gain`` and
-    ``phi_walk`` set PhiConfig's gain and walk, ``loss_overrides`` LossConfig fields."""
+    ``phi_walk`` set PhiConfig's gain and walk, ``loss_overrides`` LossConfig fields, ``perturb_overrides``
+    the ablation's PerturbConfig ranges (which directions are on stays the ablation's)."""
     perturb, loss = ablation(ablation_name)
+    perturb = replace(perturb, **overrides.pop("perturb_overrides", {}))
     loss_over = overrides.pop("loss_overrides", {})
     phi_over = {k: overrides.pop("phi_" + k) for k in ("gain", "walk") if "phi_" + k in overrides}
     gen = GeneratorConfig(size=size, width=width, n_categories=categories, group_size=group_size)

@@ -24,6 +24,7 @@ from elgan.config import (
     GanTrainConfig,
     GeneratorConfig,
     LossConfig,
+    PerturbConfig,
     PhiConfig,
     default_of,
     gan_config,
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, LossConfig, "gamma_bg")
     add_knob(p, LossConfig, "gamma_reg")
     add_knob(p, LossConfig, "equi_form")
+    add_knob(p, PerturbConfig, "max_translate")
+    add_knob(p, PerturbConfig, "max_rotate_deg", "--max-rotate")
+    add_knob(p, PerturbConfig, "max_log2_scale")
     add_knob(p, GanTrainConfig, "batch")
     add_knob(p, GeneratorConfig, "n_categories", "--categories")
     add_knob(p, GeneratorConfig, "group_size", note="--categories must be a multiple")
@@ -100,7 +104,9 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
         max_minutes=args.max_minutes, device=args.device, threads=args.threads,
         precision=given("precision"), inception=args.inception, stream=args.stream,
         data_workers=given("data_workers"), data_limit=args.data_limit, init=args.init,
-        loss_overrides=loss)
+        loss_overrides=loss, perturb_overrides={"max_translate": args.max_translate,
+                                                "max_rotate_deg": args.max_rotate,
+                                                "max_log2_scale": args.max_log2_scale})
 
 
 def main(argv: list[str] | None = None) -> int:
