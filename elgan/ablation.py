@@ -63,7 +63,7 @@ class VariantResult(NamedTuple):
     acc: float | None
     miou: float | None
     final_mask_area: float | None  # mean generated mask area at the last logged step
-    wall_s: float  # GAN + U-Net + evaluation seconds
+    wall_s: float  # RotNet (where this variant trained it) + GAN + U-Net + evaluation seconds
 
 
 def run_ablation(out: str | Path, variants: tuple[str, ...] = VARIANTS, data: str = "synthetic",

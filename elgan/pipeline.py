@@ -3,6 +3,7 @@
 Stages and their folders under the run folder::
 
     config.json                  the resolved PipelineConfig
+    features/                    the RotNet the GAN needs (eq. (8), FD-RotNet), from a cache shared by runs
     gan/    (train_gan)          best.safetensors = lowest-FD GAN (the paper's model selection)
     unet/   (train_unet)         best.safetensors = best IoU on held-out synthetic pairs (ILSGAN)
     eval.json                    ACC / IoU / mIoU on eval_data's eval_split (when it has masks)
@@ -12,9 +13,15 @@ A stage that finished writes ``DONE`` (its result and wall time) in its folder (
 ``resume`` skips finished stages, resumes an interrupted one from its state, and starts the others. A
 stage stopped by its wall-time cap counts as finished: the cap is the budget.
 
+The features stage (elgan/train/feature_stage.py) trains the self-supervised RotNet once per data, size,
+seed and RotNet steps into ``feature_cache`` and hands the file to the GAN stage (its ``rotnet`` field);
+runs that need no RotNet, or name their own file, skip it, and so does a resumed run whose GAN stage
+began before the stage existed (it keeps the RotNet in its gan/ folder).
+
 Under torchrun (``torchrun --nproc_per_node=N -m training.pipeline ...``) the GAN and U-Net stages run
-data-parallel on every process; evaluation and the bundle are rank 0's alone, and rank 0 alone reads
-and writes the run folder (stage markers included), the others learn the results by broadcast.
+data-parallel on every process; the features stage's RotNet, evaluation and the bundle are rank 0's alone,
+and rank 0 alone reads and writes the run folder (stage markers included) and the feature cache, the others
+learn the results by broadcast.
 
 Presets: ``paper`` (the paper's settings: 128 px, FineGAN width 64, batch 32, 810 CUB epochs, U-Net
 12k x 95), ``cpu`` (64 px, sized to finish on 2 CPU cores in under 2 hours, each stage also capped by
@@ -48,6 +55,7 @@ from .config import (
     to_dict,
 )
 from .train import distributed as ddp
+from .train import feature_stage
 from .train.unet_trainer import UNetTrainConfig
 
 PRESETS = ("paper", "cpu", "tiny", "horse", "horse128")
@@ -151,6 +159,10 @@ class PipelineConfig:
     eval_convention: str = knob("dataset", "dataset | per_image (see metrics.py)", choices=("dataset", "per_image"))
     half: bool = knob(False, "store fp16 weights in bundle.safetensors (half the size)")
     out: str = knob("", "run folder; '' = runs/pipeline-<preset>")
+    # where, not what: the same key gives the same RotNet in any folder, so it is not a recorded override
+    feature_cache: str = knob("", "folder of the RotNets that pipeline runs share (one per data, size, seed and "
+                              "RotNet steps); '' = $ELGAN_FEATURE_CACHE, else feature_cache/ beside the run "
+                              "folder, so runs kept in one folder (an ablation's, a screen's) train it once")
     overrides: dict[str, Any] = field(default_factory=dict)  # preset fields changed by the user (recorded)
 
     def __post_init__(self) -> None:
@@ -191,10 +203,10 @@ PRESET_KNOBS: dict[str, tuple[type, str]] = {
 
 def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: Any) -> PipelineConfig:
     """A consistent PipelineConfig from a preset; overrides name PresetSpec fields or PipelineConfig's
-    eval_data, eval_split, eval_size, eval_convention, half, out."""
+    eval_data, eval_split, eval_size, eval_convention, half, out, feature_cache."""
     if preset not in SPECS:
         raise ConfigError(f"preset must be one of {PRESETS}, got {preset!r}")
-    top_keys = {"eval_data", "eval_split", "eval_size", "eval_convention", "half", "out"}
+    top_keys = {"eval_data", "eval_split", "eval_size", "eval_convention", "half", "out", "feature_cache"}
     top = {k: overrides.pop(k) for k in list(overrides) if k in top_keys}
     unknown = set(overrides) - set(PresetSpec._fields)
     if unknown:
@@ -223,7 +235,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
                            log_every=min(25, max(1, s.unet_steps // 10)),
                            ckpt_every=min(500, max(1, s.unet_steps // 10)), max_minutes=s.unet_minutes,
                            **common)
-    recorded = {**overrides, **{k: v for k, v in top.items() if k != "out"}}
+    recorded = {**overrides, **{k: v for k, v in top.items() if k not in ("out", "feature_cache")}}
     if data != "synthetic":
         recorded["data"] = data
     return PipelineConfig(preset=preset, data=data, size=s.size, gan=gan, unet=unet, eval_limit=s.eval_limit,
@@ -236,13 +248,13 @@ class PipelineResult(NamedTuple):
     wall_s: dict[str, float]  # seconds per stage (as first measured, also when skipped on resume)
 
 
-def _stage_gan(cfg: PipelineConfig, root: Path, progress: bool) -> dict[str, Any]:
+def _stage_gan(cfg: PipelineConfig, root: Path, features: dict[str, Any], progress: bool) -> dict[str, Any]:
     from .train.gan_trainer import train_gan
 
     folder = root / "gan"
     t = time.perf_counter()
     resume = ddp.on_main(lambda: (folder / "state.safetensors").exists())
-    r = train_gan(cfg.gan, folder, resume=resume, progress=progress)
+    r = train_gan(feature_stage.gan_config(cfg.gan, features), folder, resume=resume, progress=progress)
     return {"best_checkpoint": str(r.best_checkpoint), "steps": r.steps, "best_fd": r.best_fd,
             "completed": r.completed, "wall_s": time.perf_counter() - t}
 
@@ -282,8 +294,8 @@ def _stage_eval(cfg: PipelineConfig, unet_best: str, progress: bool) -> dict[str
 
 def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None, resume: bool = False,
                  progress: bool = True, log: Callable[[str], None] = print) -> PipelineResult:
-    """GAN -> U-Net on its pairs -> evaluation -> bundle.safetensors; `resume` skips finished stages.
-    Under torchrun every process calls this: the training stages are distributed, the rest is rank 0's."""
+    """RotNet -> GAN -> U-Net on its pairs -> evaluation -> bundle.safetensors; `resume` skips finished
+    stages. Under torchrun every process calls this: GAN and U-Net are distributed, the rest is rank 0's."""
     ddp.setup(cfg.gan.device)
     root = Path(out_dir) if out_dir is not None else cfg.run_dir
     main = ddp.is_main()
@@ -299,13 +311,19 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path | None = None, resume:
 
     ddp.on_main(prepare)
     stages: dict[str, dict[str, Any]] = {}
-    for name, marker in (("gan", root / "gan" / DONE), ("unet", root / "unet" / DONE), ("eval", root / EVAL)):
-        done = ddp.on_main(lambda m=marker: json.loads(m.read_text()) if resume and m.exists() else None)
+    for name, marker in (("features", root / "features" / DONE), ("gan", root / "gan" / DONE),
+                         ("unet", root / "unet" / DONE), ("eval", root / EVAL)):
+        done = earlier = ddp.on_main(lambda m=marker: json.loads(m.read_text()) if resume and m.exists() else None)
+        if name == "features" and done is not None:  # the GAN stage to come needs its file intact
+            done = ddp.on_main(lambda d=done: d if feature_stage.still_usable(d, root) else None)
         if done is not None:
             stages[name] = done
         else:
-            if name == "gan":
-                stages[name] = _stage_gan(cfg, root, progress)
+            if name == "features":  # rank 0 trains or finds the RotNet; the others get its record
+                stages[name] = ddp.on_main(lambda e=earlier: feature_stage.run_stage(
+                    cfg.gan, root, cfg.feature_cache, e, progress, log))
+            elif name == "gan":
+                stages[name] = _stage_gan(cfg, root, stages["features"], progress)
             elif name == "unet":
                 stages[name] = _stage_unet(cfg, root, stages["gan"]["best_checkpoint"], progress)
             else:  # one process scores the test split; the others get its record
@@ -340,6 +358,7 @@ def _write_bundle(cfg: PipelineConfig, root: Path, stages: dict[str, dict[str, A
     meta = {"preset": cfg.preset, "data": cfg.data, "overrides": cfg.overrides, "pipeline": to_dict(cfg),
             "metrics": None if metrics is None else {**metrics, **{k: stages["eval"][k] for k in
                                                                    ("data", "split", "size", "protocol")}},
+            "features": {k: v for k, v in stages["features"].items() if k in ("status", "reason", "key", "path")},
             "gan": {k: stages["gan"][k] for k in ("steps", "best_fd", "completed")},
             "unet": {k: stages["unet"][k] for k in ("steps", "best_val_iou", "finished", "imgs_per_s")}}
     save_model_bundle(root / "bundle.safetensors", gan.generator, gan.phi, gan.perturb, unet, gan.discriminator,
@@ -348,6 +367,8 @@ def _write_bundle(cfg: PipelineConfig, root: Path, stages: dict[str, dict[str, A
 
 
 def _summary(name: str, s: dict[str, Any]) -> str:
+    if name == "features":
+        return feature_stage.summary(s)
     if name == "gan":
         state = "done" if s["completed"] else "stopped by its time cap"
         return f"{s['steps']} iterations ({state}), best FD {s['best_fd']}, {s['wall_s']:.0f} s"

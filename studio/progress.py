@@ -104,6 +104,10 @@ def stage_line(run: Path, program: str) -> str:
     if not cfg:
         return "starting: loading Python and torch"
     if not (run / "gan" / DONE).is_file():
+        if not (run / "features" / DONE).is_file() and not (run / "gan" / "config.json").is_file():
+            # the features stage comes first and has no progress file of its own: it is short (a few minutes)
+            return ("stage 1 of 4 — preparing the perceptual net (where the run needs a RotNet: trained once per "
+                    "dataset, or found in the shared cache)")
         return f"stage 1 of 4 — {gan_stage(run / 'gan')}"
     if not (run / "unet" / DONE).is_file():
         unet_cfg = cfg.get("unet") if isinstance(cfg.get("unet"), dict) else {}

@@ -50,7 +50,8 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     meta = bundle.metadata
     assert meta["preset"] == "tiny" and meta["overrides"] == {"threads": 1}
     assert meta["metrics"]["iou"] == scores["iou"] and meta["metrics"]["size"] == 128
-    assert set(meta["wall_s"]) == {"gan", "unet", "eval", "bundle"}
+    assert set(meta["wall_s"]) == {"features", "gan", "unet", "eval", "bundle"}
+    assert meta["features"]["status"] == "miss" and "[features] RotNet cache miss" in printed
     assert json.loads((out / "config.json").read_text())["preset"] == "tiny"
     z, c = bundle.generator.sample_codes(2)
     with torch.no_grad():

@@ -41,6 +41,9 @@ def test_pipeline_stages(tmp_path: Path) -> None:
     run = tmp_path / "00002-pipeline-synthetic-32-E"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"unet": {"steps": 40}}))
+    assert progress.stage_line(run, "pipeline").startswith("stage 1 of 4 — preparing the perceptual net")
+    (run / "features").mkdir()
+    (run / "features" / "DONE").write_text("{}")
     assert progress.stage_line(run, "pipeline").startswith("stage 1 of 4 — starting")
     _gan_config(run / "gan", ablation="E")
     (run / "gan" / "DONE").write_text("{}")

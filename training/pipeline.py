@@ -8,6 +8,9 @@
   python -m training.pipeline --preset tiny --out /tmp/tiny --dry-run         # print the resolved config
   torchrun --nproc_per_node=4 -m training.pipeline --preset paper --data cub:PATH --out runs/paper-4gpu
 
+Stages: features (the RotNet the GAN needs, trained once per data, size, seed and --rotnet-iters into a
+cache folder that runs share: --feature-cache), gan, unet, eval, bundle; --resume skips finished ones.
+
 Presets: paper (the paper's settings: 128 px, generator width 64, batch 32, 810 CUB epochs; U-Net 12k
 steps x 95), cpu (64 px, sized for 2 CPU cores and capped by wall time per stage), tiny (32 px, a few
 dozen steps: a smoke test). The result is <out>/bundle.safetensors, which the app loads.
@@ -34,7 +37,7 @@ OVERRIDES = (
     "gan_group_size", "gan_d_width", "fd_every", "fd_samples", "val_size", "val_every", "disc", "perceptual",
     "fd_net", "gamma_bg",
 )
-TOP_FLAGS = ("eval_data", "eval_split", "eval_convention")  # PipelineConfig knobs (None: its default)
+TOP_FLAGS = ("eval_data", "eval_split", "eval_convention", "feature_cache")  # PipelineConfig knobs (None: default)
 STAGE_FLAGS = ("device", "precision")  # preset fields of both training stages (None: the preset's)
 
 # flags that --resume accepts (placement, and the length / wall-time budget of the training stages)
@@ -84,7 +87,9 @@ def resumed_config(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineCon
     training stages (--gan-iters, --gan-minutes, --unet-steps, --unet-minutes), as train_gan / train_unet
     --resume allow. Everything that shapes the result stays as saved -- the equivariance ramp-up and the
     U-Net's lr drop too, which a fresh run derives from the lengths. A stage that has already ended (its
-    marker is written) is not reopened, so a flag that could only change such stages is refused."""
+    marker is written) is not reopened, so a flag that could only change such stages is refused.
+    --feature-cache (where the shared RotNets are, not what they are) may point the run at another cache
+    folder; only a features stage that has not finished, or whose file is gone, looks there."""
     others = [_flag(k) for k in OVERRIDES if getattr(args, k) is not None and k not in RESUME_OVERRIDES]
     if others:
         raise ConfigError(f"--resume keeps the saved configuration; it may change only "
@@ -101,6 +106,8 @@ def resumed_config(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineCon
         if getattr(args, name) is not None:
             for stage, field in targets:
                 changes[stage][field] = getattr(args, name)
+    if args.feature_cache is not None:
+        cfg = replace(cfg, feature_cache=args.feature_cache)
     return replace(cfg, gan=replace(cfg.gan, **changes["gan"]), unet=replace(cfg.unet, **changes["unet"]))
 
 

@@ -2,8 +2,9 @@
 
 Two instruments, chosen by the run's config:
 * the perceptual net of eq. (8) (``perceptual``): a RotNet trained self-supervised on the run's own
-  images (rank 0 trains it first and saves ``rotnet.safetensors``; a user's RotNet / VGG16 file via
-  ``rotnet``), or the frozen ImageNet EfficientNet-Lite0 (``effnet``);
+  images (rank 0 trains it first and saves ``rotnet.safetensors``; a RotNet / VGG16 file via ``rotnet``:
+  a user's, or the one the pipeline's features stage trained once and shared), or the frozen ImageNet
+  EfficientNet-Lite0 (``effnet``);
 * the model-selection embedding (``fd_net``): FD-Lite0, pooled Lite0 features of images resized to
   224² -- the same space for every run, so the numbers compare across runs (not FID: another network);
   or FD-RotNet in the run's own RotNet, whose numbers rank the checkpoints of one run only.
@@ -27,8 +28,7 @@ from ..config import GanTrainConfig
 from ..nets.features import pretrained_lite0
 from ..nets.rotnet import RotNet, fold_batchnorm, freeze
 from . import distributed as ddp
-from .rotnet_trainer import load_feature_net, save_rotnet, train_rotnet
-from .runlog import progress_bar
+from .rotnet_trainer import fit_rotnet, load_feature_net, save_rotnet
 
 HEALTH_WARNING = "background layer alone scores as real as the composite: the object may be painted into it"
 
@@ -61,35 +61,28 @@ def build_instruments(cfg: GanTrainConfig, real: torch.Tensor, run_dir: Path, de
 
 def _rotnet_everywhere(cfg: GanTrainConfig, real: torch.Tensor, run_dir: Path, device: torch.device,
                        progress: bool) -> Any:
-    """The user's file (read by every rank), or a RotNet that rank 0 trains (or reloads from the run
-    folder) and hands to the other ranks by broadcast."""
-    if cfg.rotnet:
-        return load_feature_net(cfg.rotnet, device)
+    """Rank 0 reads the given file (``rotnet``: a user's, or the pipeline's shared cache entry) or trains a
+    RotNet (or reloads it from the run folder), and hands it to the other ranks by broadcast: the file
+    need be on rank 0's disk only. A user's VGG16 weights are read by every rank, as before."""
     built: dict[str, Any] = {}
 
     def on_main() -> Any:
-        built["net"] = _rotnet(cfg, real, run_dir / "rotnet.safetensors", device, progress)
-        return built["net"].cfg
+        own = run_dir / "rotnet.safetensors"
+        net = load_feature_net(cfg.rotnet, device) if cfg.rotnet else _rotnet(cfg, real, own, device, progress)
+        built["net"] = net
+        return net.cfg if isinstance(net, RotNet) else None
 
     net_cfg = ddp.on_main(on_main)
+    if net_cfg is None:  # VGG16 features from the user's file
+        return built["net"] if "net" in built else load_feature_net(cfg.rotnet, device)
     return ddp.broadcast_module(built["net"] if "net" in built else freeze(RotNet(net_cfg)).to(device))
 
 
 def _rotnet(cfg: GanTrainConfig, real: torch.Tensor, path: Path, device: torch.device, progress: bool) -> Any:
     if path.exists():
         return load_feature_net(path, device)
-    rng = torch.Generator().manual_seed(cfg.seed + 2)
-    bar = progress_bar(cfg.rotnet_iters, "RotNet (perceptual net)", progress)
-    state: dict[str, float] = {}
-
-    def on_step(step: int, loss: float, acc: float) -> None:
-        state.update(loss=loss, acc=acc)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}")
-
-    net = train_rotnet(real, cfg.rotnet_iters, rng, device, on_step=on_step)
-    bar.close()
-    save_rotnet(net, path, {"iters": cfg.rotnet_iters, "final_loss": state.get("loss"), "final_acc": state.get("acc")})
+    net, record = fit_rotnet(real, cfg.rotnet_iters, cfg.seed, device, progress)  # initial weights: the run's RNG
+    save_rotnet(net, path, record)
     return net
 
 
