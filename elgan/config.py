@@ -180,6 +180,8 @@ class LossConfig:
     gamma_r: float = knob(1.0, "weight of recovery")
     gamma_b: float = knob(2.0, "weight of binarisation")
     gamma_equi: float = knob(0.5, "final weight of the equivariance loss (the paper's 0.5)")
+    gamma_equi_pixel: float = knob(0.0, "weight, relative to eq. (8), of its pixel twin |G(T^Z z) - T^X G(z)|_1 / "
+                                   "|G(z) - T^X G(z)|_1 (0: off, as in the paper)", lo=0)
     gamma_reg: float = knob(1.0, "weight of Phi's moment regulariser (the paper does not state its value)")
     gamma_size: float = knob(2.0, "weight of the mask-size loss (PerturbGAN uses 2)")
     mask_size_eta: float = knob(0.25, "minimal tolerated mean mask (PerturbGAN's published command: 0.25)")

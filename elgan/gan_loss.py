@@ -51,7 +51,7 @@ class Phase(NamedTuple):
 PHASES: dict[str, Phase] = {
     "D": Phase("opt_d", ("d_adv", "d_recover_c", "d_background_fake"), ("discriminator",)),
     "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_equivariance",
-                         "g_moment_reg"), ("generator", "phi", "super_recovery")),
+                         "g_equi_pixel", "g_moment_reg"), ("generator", "phi", "super_recovery")),
 }
 
 
@@ -186,13 +186,17 @@ class ElganLoss:
             target = fake.perturbed.detach() if lc.equi_detach_target else fake.perturbed
             unmoved = fake.layers.image if lc.equi_form == "relative" else None
             terms["g_equivariance"] = losses.equivariance_loss(self.pyramid, fake.walked, target, unmoved)
+            equi = terms["g_equivariance"]
+            if lc.gamma_equi_pixel > 0:  # added to eq. (8) under the same ramp-up (losses.pixel_equivariance_loss)
+                terms["g_equi_pixel"] = losses.pixel_equivariance_loss(fake.walked, target, fake.layers.image)
+                equi = equi + lc.gamma_equi_pixel * terms["g_equi_pixel"]
             if lc.moment_reg == "known":
                 terms["g_moment_reg"] = losses.moment_regularizer_known(self.gather(fake.z),
                                                                         self.gather(fake.z_walked))
             else:
                 terms["g_moment_reg"] = losses.moment_regularizer(self.gather(fake.z_walked))
             terms["gamma_equi"] = torch.tensor(weight)
-            total = total + weight * terms["g_equivariance"] + lc.gamma_reg * terms["g_moment_reg"]
+            total = total + weight * equi + lc.gamma_reg * terms["g_moment_reg"]
         terms["g_total"] = total
         logs = {k: v.item() for k, v in terms.items()}
         logs.update(mask_statistics(fake.layers.mask))

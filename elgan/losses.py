@@ -95,6 +95,19 @@ def equivariance_weight(step: int, gamma_equi: float, rampup_iters: int) -> floa
     return min(1.0, step / rampup_iters) * gamma_equi
 
 
+def pixel_equivariance_loss(walked: torch.Tensor, transformed: torch.Tensor, unmoved: torch.Tensor,
+                            floor: float = 1e-3) -> torch.Tensor:
+    """Eq. (7) read in pixels, relative: mean_i |G(T^Z z_i) - T^X G(z_i)|_1 / |G(z_i) - T^X G(z_i)|_1.
+
+    An addition to eq. (8), not in the paper: the normalised features of L_percp tolerate a texture that
+    stays put while the mask moves (a RotNet's features shift little when the texture is regular), so the
+    walk can satisfy eq. (8) and still leave the object's inside where it was. In pixels, as
+    elgan.equivariance measures the walk, a walk that does nothing costs 1 and the exact move costs 0."""
+    num = (walked - transformed).abs().flatten(1).mean(1)
+    den = (unmoved - transformed).abs().flatten(1).mean(1)
+    return (num / (den + floor)).mean()
+
+
 def equivariance_loss(pyramid, walked: torch.Tensor, transformed: torch.Tensor,
                       unmoved: torch.Tensor | None = None, floor: float = 1e-3) -> torch.Tensor:
     """Eq. (8): L_percp(G(T^Z z, c), T^X G(z, c)); `pyramid` maps images to [Gamma^(0), Gamma^(1), ...].

@@ -102,6 +102,23 @@ def test_relative_equivariance_loss_gives_a_lazy_walk_no_reward_for_a_small_obje
     assert losses.equivariance_loss(pyramid, scene(8, 2), scene(8, 2), unmoved=scene(8, 0)).item() == 0
 
 
+def test_pixel_equivariance_loss_is_the_measured_ratio():
+    """1 for a walk that does nothing, 0 for the exact move, in between for a part of it; and a texture
+    left where it was while its outline moves is not free (what the normalised features may let pass)."""
+    unmoved = torch.zeros(2, 3, 16, 16)
+    unmoved[:, :, 4:10, 4:10] = 1.0
+    moved = torch.zeros(2, 3, 16, 16)
+    moved[:, :, 4:10, 6:12] = 1.0
+    assert abs(losses.pixel_equivariance_loss(unmoved, moved, unmoved).item() - 1) < 0.02  # the floor takes a little
+    assert losses.pixel_equivariance_loss(moved, moved, unmoved).item() == 0
+    half = torch.zeros(2, 3, 16, 16)
+    half[:, :, 4:10, 5:11] = 1.0
+    assert 0.3 < losses.pixel_equivariance_loss(half, moved, unmoved).item() < 0.7
+    striped = moved.clone()
+    striped[:, 0, 4:10, 6:12:2] = 0.0  # the outline moved, the stripes did not
+    assert losses.pixel_equivariance_loss(striped, moved, unmoved).item() > 0.1
+
+
 def test_equivariance_rampup():
     assert losses.equivariance_weight(0, 0.5, 100) == 0
     assert losses.equivariance_weight(50, 0.5, 100) == 0.25
