@@ -185,6 +185,8 @@ class LossConfig:
     gamma_reg: float = knob(1.0, "weight of Phi's moment regulariser (the paper does not state its value)")
     gamma_size: float = knob(2.0, "weight of the mask-size loss (PerturbGAN uses 2)")
     mask_size_eta: float = knob(0.25, "minimal tolerated mean mask (PerturbGAN's published command: 0.25)")
+    mask_ceiling: float = knob(0.0, "largest tolerated batch-mean mask area; above it G pays gamma_size x the "
+                               "excess (0: off, as in the paper)", lo=0.0, hi=1.0)
     equi_rampup_iters: int = knob(-1, "t_1 of gamma_e(t) = min(1, t / t_1) * gamma_equi, iterations; -1: "
                                   "rampup_iters(iters), 400/810 of the run as the paper's 400 of 810 epochs", lo=-1)
     equi_detach_target: bool = knob(True, "stop gradients through T^X G(z, c) in eq. (8): G cannot move the target")

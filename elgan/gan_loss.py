@@ -50,8 +50,8 @@ class Phase(NamedTuple):
 # gradients left by the G phase are never applied: opt_d.zero_grad runs before the next D backward.
 PHASES: dict[str, Phase] = {
     "D": Phase("opt_d", ("d_adv", "d_recover_c", "d_background_fake"), ("discriminator",)),
-    "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_equivariance",
-                         "g_equi_pixel", "g_moment_reg"), ("generator", "phi", "super_recovery")),
+    "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_mask_ceiling",
+                         "g_equivariance", "g_equi_pixel", "g_moment_reg"), ("generator", "phi", "super_recovery")),
 }
 
 
@@ -173,6 +173,10 @@ class ElganLoss:
         if lc.mask_size:
             terms["g_mask_size"] = losses.mask_size_loss(fake.layers.mask, lc.mask_size_eta)
             total = total + lc.gamma_size * terms["g_mask_size"]
+        if lc.mask_ceiling > 0:  # a prior on the average object size, on the global batch
+            areas = self.gather(fake.layers.mask.float().flatten(1).mean(1))
+            terms["g_mask_ceiling"] = losses.mask_ceiling_loss(areas, lc.mask_ceiling)
+            total = total + lc.gamma_size * terms["g_mask_ceiling"]
         if lc.equivariance:
             # Eq. (8) compares G(T^Z z, c) with T^X G(z, c). We read T^X G as eq. (3) defines it on a
             # generated image: transform the foreground and mask layers and re-compose over the

@@ -46,6 +46,14 @@ def mask_size_loss(mask: torch.Tensor, eta: float) -> torch.Tensor:
     return F.relu(eta - mask.flatten(1).mean(1)).mean()
 
 
+def mask_ceiling_loss(areas: torch.Tensor, ceiling: float) -> torch.Tensor:
+    """max(0, mean_i |pi_i|_1 / HW - ceiling) over a batch's mask areas [N]: a prior on the *average* object
+    size, the counterpart of PerturbGAN's floor against the all-foreground solution (the paper's trivial
+    solution i). Not in the paper. The batch mean leaves single large objects free; only a generator
+    whose masks cover more than `ceiling` on average pays."""
+    return F.relu(areas.mean() - ceiling)
+
+
 def moment_regularizer(z_transformed: torch.Tensor) -> torch.Tensor:
     """L_reg = ||mean_i T z_i||^2 + ||mean_i (T z_i)^2 - 1||^2 over a batch [N, z_dim] (section 3.3):
     keeps the walked codes inside the N(0, I) shell the generator was trained on."""

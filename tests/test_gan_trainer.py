@@ -119,7 +119,7 @@ def test_the_measured_options_train_and_log_their_terms(disc, tmp_path):
 
     cfg = tiny(iters=2, disc=disc, phi_gain=2.0, phi_walk="fixed_length", perceptual="effnet",
                loss_overrides={"equi_form": "relative", "moment_reg": "known", "gamma_bg": 1.0,
-                               "gamma_equi_pixel": 1.0})
+                               "gamma_equi_pixel": 1.0, "mask_ceiling": 0.01})
     assert cfg.phi.walk == "fixed_length" and cfg.loss.gamma_bg == 1.0
     trainer = GanTrainer(cfg, tmp_path, progress=False)
     logs = trainer.train_step()
@@ -127,10 +127,11 @@ def test_the_measured_options_train_and_log_their_terms(disc, tmp_path):
     assert logs["d_background_fake"] > 0 and "d_background_fake" in PHASES["D"].terms
     assert 0 < logs["g_equivariance"] < 5  # relative: about 1 for a walk that does not make the move
     assert 0 < logs["g_equi_pixel"] < 5 and "g_equi_pixel" in PHASES["G"].terms
-    off = GanTrainer(replace(cfg, loss=replace(cfg.loss, gamma_bg=0.0, gamma_equi_pixel=0.0)), tmp_path / "off",
-                     progress=False)
+    assert logs["g_mask_ceiling"] > 0 and "g_mask_ceiling" in PHASES["G"].terms  # tiny masks exceed 0.01
+    plain = replace(cfg.loss, gamma_bg=0.0, gamma_equi_pixel=0.0, mask_ceiling=0.0)
+    off = GanTrainer(replace(cfg, loss=plain), tmp_path / "off", progress=False)
     logs_off = off.train_step()
-    assert "d_background_fake" not in logs_off and "g_equi_pixel" not in logs_off
+    assert not {"d_background_fake", "g_equi_pixel", "g_mask_ceiling"} & set(logs_off)
 
 
 def test_init_from_another_run_fine_tunes(tmp_path):

@@ -119,6 +119,15 @@ def test_pixel_equivariance_loss_is_the_measured_ratio():
     assert losses.pixel_equivariance_loss(striped, moved, unmoved).item() > 0.1
 
 
+def test_mask_ceiling_is_a_prior_on_the_batch_mean():
+    """Free below the ceiling on average, whatever single masks do; the excess of the mean above it."""
+    assert losses.mask_ceiling_loss(torch.tensor([0.95, 0.05, 0.2, 0.2]), 0.5).item() == 0
+    assert abs(losses.mask_ceiling_loss(torch.tensor([0.9, 0.9, 0.8, 0.8]), 0.5).item() - 0.35) < 1e-6
+    areas = torch.tensor([0.9, 0.7], requires_grad=True)
+    losses.mask_ceiling_loss(areas, 0.5).backward()
+    assert torch.all(areas.grad > 0)  # the gradient shrinks every mask of a batch that is over
+
+
 def test_equivariance_rampup():
     assert losses.equivariance_weight(0, 0.5, 100) == 0
     assert losses.equivariance_weight(50, 0.5, 100) == 0.25
