@@ -49,6 +49,7 @@ RUN_INFO, EXIT_INFO, OUTPUT = "studio.json", "studio-exit.json", "output.log"
 STOP_GRACE_S = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m training.*` resolves
 _launch_lock = threading.Lock()  # serialises start/stop within this process; the lock file does it across
+_reaping: set[int] = set()  # pids whose reaper thread (in this process) will record the exit: not "ended" yet
 
 
 class JobError(StudioError):
@@ -221,12 +222,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _reap(proc: subprocess.Popen, run_dir: Path, lock: Path) -> None:
     """Wait for the process (no zombie), record how it ended, release the lock if it is still ours."""
-    code = proc.wait()
-    info = _read_json(run_dir / EXIT_INFO) or {}
-    atomic_write_text(run_dir / EXIT_INFO, json.dumps({**info, "returncode": code, "ended": time.time()}))
-    held = _read_json(lock)
-    if held is not None and held.get("pid") == proc.pid:
-        lock.unlink(missing_ok=True)
+    try:
+        code = proc.wait()
+        info = _read_json(run_dir / EXIT_INFO) or {}
+        atomic_write_text(run_dir / EXIT_INFO, json.dumps({**info, "returncode": code, "ended": time.time()}))
+        held = _read_json(lock)
+        if held is not None and held.get("pid") == proc.pid:
+            lock.unlink(missing_ok=True)
+    finally:
+        _reaping.discard(proc.pid)
 
 
 def _current(runs_root: Path) -> dict[str, Any] | None:
@@ -242,8 +246,8 @@ def _current(runs_root: Path) -> dict[str, Any] | None:
             return held
         lock.unlink(missing_ok=True)
         return None
-    if _alive(int(held["pid"]), held.get("ticks")):
-        return held
+    if _alive(int(held["pid"]), held.get("ticks")) or int(held["pid"]) in _reaping:
+        return held  # running, or exited with its return code about to be recorded by our reaper
     run = Path(held["run_dir"])
     if not (run / EXIT_INFO).exists():  # ended while no app was watching it
         atomic_write_text(run / EXIT_INFO, json.dumps({"returncode": None, "ended": time.time()}))
@@ -271,6 +275,7 @@ def _launch(argv: list[str], run_dir: Path, runs_root: Path, record: dict[str, A
             with open(run_dir / OUTPUT, "ab") as out:
                 proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            _reaping.add(proc.pid)  # before the lock names it: a poll must never see it exited and unrecorded
         except BaseException:
             lock.unlink(missing_ok=True)
             raise

@@ -195,3 +195,29 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+def test_an_exited_job_is_running_until_its_exit_is_recorded(roots, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the process's exit and the reaper's record of its return code (a moment, longer on a busy
+    machine) the status must not say "ended": a watcher would stop polling before "finished"."""
+    data, runs, _ = roots
+    monkeypatch.setattr(jobs, "build_argv", lambda *a, **k: [sys.executable, "-c", "pass"])
+    real_reap, release = jobs._reap, threading.Event()
+
+    def slow_reap(proc: subprocess.Popen, run_dir: Path, lock: Path) -> None:
+        proc.wait()  # exited and reaped by the OS; its return code not yet recorded
+        release.wait(10)
+        real_reap(proc, run_dir, lock)
+
+    monkeypatch.setattr(jobs, "_reap", slow_reap)
+    run = jobs.start_job(jobs.TrainSettings(size=32, iters=10), runs, data).run_dir
+    seen = []
+    for _ in range(20):
+        seen.append(jobs.job_status(runs, run.name))
+        time.sleep(0.05)
+    assert all(s.running for s in seen), [s.message for s in seen]
+    release.set()
+    deadline = time.monotonic() + 10
+    while jobs.job_status(runs, run.name).running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert jobs.job_status(runs, run.name).message == "finished"
