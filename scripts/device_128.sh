@@ -57,10 +57,9 @@ say "smoke tests and data done"
 
 # 2. the runs, and their contended speed (ms per GAN iteration, all probes at once)
 declare -A ARGS
-D_WIDTH=32  # every run's discriminator width
-common="--gan-d-width $D_WIDTH --rotnet-iters $ROT --unet-base 16 --unet-batch $UNET_BATCH --unet-steps $UNET_STEPS"
-common="$common --val-size $VAL --val-every 500 --gan-minutes $GAN_MIN --unet-minutes $UNET_MIN"
-syn="--preset paper --data synthetic --fd-samples 1000"
+source "$(dirname "$0")/device_128_flags.sh"  # D_WIDTH, syn_flags, run_flags
+common=$(run_flags $ROT $UNET_BATCH $UNET_STEPS $VAL $GAN_MIN $UNET_MIN)
+syn=$(syn_flags)
 horse="--preset horse128 --data folder:$HORSES"
 ARGS[syn-E-g12]="$syn --ablation E --gan-width 12"
 ARGS[syn-E-g24]="$syn --ablation E --gan-width 24"

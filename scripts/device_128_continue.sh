@@ -22,10 +22,9 @@ say() { echo "[$(($(date +%s) - T0)) s] $*"; }
 say "start"
 python3 -m training.make_dataset --size 128 --splits train val test --workers 14 --quiet || exit 3
 name=syn-B-g12-cont
-timeout 240 python3 -m training.pipeline --preset paper --data synthetic --fd-samples 1000 --ablation B \
-  --gan-width 12 --gan-d-width 32 --gan-init "$INIT" --rotnet-iters 800 --unet-base 16 --unet-batch 64 \
-  --unet-steps 3000 --val-size 500 --val-every 500 --gan-minutes $GAN_MIN --unet-minutes $UNET_MIN \
-  --gan-iters 4000 --fd-every 250 --device $DEV --precision fp32 --threads 4 --half --no-progress \
+source "$(dirname "$0")/device_128_flags.sh"  # the flags of the run it continues (device_128.sh)
+timeout 240 python3 -m training.pipeline $(syn_flags) --ablation B --gan-width 12 --gan-init "$INIT" \
+  $(run_flags 800 64 3000 500 $GAN_MIN $UNET_MIN) --gan-iters 4000 --fd-every 250 --device $DEV --precision fp32 --threads 4 --half --no-progress \
   --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1
 say "pipeline exit $?"
 tail -c 600 "$RUNS/$name.log"
