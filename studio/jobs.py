@@ -349,6 +349,9 @@ def stop_job(runs_root: Path) -> JobStatus:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        deadline = time.monotonic() + 5.0  # our reaper records the exit (a moment): then the status says so
+        while pid in _reaping and time.monotonic() < deadline:
+            time.sleep(0.02)
         _current(runs_root)  # clears the lock if the reaper (another app) has not
     return JobStatus(False, run, pid, stopped=True, message=f"stopped {run.name}")
 

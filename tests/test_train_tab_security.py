@@ -181,6 +181,7 @@ def test_racing_starts_launch_one_job_and_stop_ends_the_group(tmp_path: Path, ro
     t0 = time.monotonic()
     stopped = jobs.stop_job(runs)
     assert stopped.stopped and time.monotonic() - t0 < 10
+    assert "stopped" in jobs.job_status(runs).message  # at once: the stop waits for the exit to be recorded
     deadline = time.monotonic() + 10
     while not (_gone(leader) and _gone(child)) and time.monotonic() < deadline:
         time.sleep(0.05)
