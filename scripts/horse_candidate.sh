@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The horse candidate's rule, as written in checkpoints/README.md before its scores were read:
+# the GAN checkpoint with the lowest FD-Lite0 (no masks) -> a U-Net on its streamed pairs (the horse
+# preset's U-Net budget) -> a bundle -> one score on the 250 photos. Prints the decision; ships nothing.
+#
+#   RUN=runs/horse-ceil05-long DATA=folder:../shared/data/weizmann_horse bash scripts/horse_candidate.sh
+set -eu
+RUN=${RUN:-runs/horse-ceil05-long}
+DATA=${DATA:-folder:../shared/data/weizmann_horse}
+THREADS=${THREADS:-2}
+GAN="$RUN/gan/best.safetensors"
+python -m training.train_unet --out "$RUN/unet" --gan "$GAN" --source stream --size 64 --steps 1200 --batch 32 \
+  --val-every 250 --threads "$THREADS" --no-progress
+python -m training.bundle --gan "$GAN" --unet "$RUN/unet/best.safetensors" --out "$RUN/bundle.safetensors" --half \
+  --data "$DATA" --split test
+python -m training.evaluate --unet "$RUN/bundle.safetensors" --data "$DATA" --json > "$RUN/eval.json"
+python - "$RUN/eval.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+old = {"iou": 0.334, "acc": 0.673}  # the shipped horse bundle (checkpoints/README.md)
+ships = s["iou"] > old["iou"] and s["acc"] > old["acc"]
+print(f"IoU {s['iou']:.3f} ACC {s['acc']:.3f} mIoU {s['miou']:.3f} (n={s['n']}); shipped bundle IoU 0.334 ACC 0.673;"
+      f" targets 0.65 / 0.88 -> {'replaces' if ships else 'does not replace'} checkpoints/horse.safetensors")
+PY
