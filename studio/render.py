@@ -18,27 +18,24 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from elgan import equivariance
+from elgan import equivariance, figures
 from elgan.bundle import ModelBundle
 from elgan.equivariance import DIRECTIONS as DIRECTIONS  # every direction the UI offers: PerturbConfig's names
 from elgan.equivariance import EPS_LIMIT, move, walk  # EPS_LIMIT: the sliders' range, what an edit accepts
 from elgan.nets.generator import Layers, compose
-from elgan.visualize import VIEW_PX, grid, layer_rows, to_uint8, upscale
+from elgan.visualize import VIEW_PX, to_uint8, upscale
 from elgan.visualize import layer_views as layer_views  # the views of one layer stack (the tabs' outputs)
 
-from .registry import ModelRegistry, StudioError, refusing
+from .registry import ModelRegistry, refusing
 
 Z_DIMS = (0, 1, 2, 3, 4)  # z dimensions with their own slider; Phi shifts the first 10 (d_T)
 MOVE_NAMES = {"tx": "move right", "ty": "move down", "rotation": "rotate", "scale": "grow"}  # plain words, +eps
-GRID_MODES = ("vary z, fix c", "vary c within c_sup, fix z", "vary c_sup, fix z")
-MAX_SEED = 2**31 - 1
+GRID_MODES, MAX_SEED = figures.GRID_MODES, figures.MAX_SEED  # the grid modes offered; the seeds' range
 
 
 def latent_code(model: ModelBundle, seed: int, z_offsets: Sequence[float] = ()) -> torch.Tensor:
     """z ~ N(0, I) drawn from `seed`, plus an offset on each of Z_DIMS: [1, z_dim]."""
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise StudioError(f"seed must be in [0, {MAX_SEED}], got {seed}")
-    z = torch.randn(1, model.generator.cfg.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    z = refusing(figures.code_from_seed)(model.generator.cfg.z_dim, seed)
     for dim, offset in zip(Z_DIMS, z_offsets, strict=False):
         z[0, dim] += float(offset)
     return z.to(next(model.generator.parameters()).device)
@@ -117,67 +114,16 @@ def compare_walk(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequen
     return tile([upscale(p, target) for p in panels]), float(diff.mean() * 2)
 
 
-@torch.inference_mode()
 def variation_grid(registry: ModelRegistry, key: str, seed: int, c: int, mode: str = GRID_MODES[0],
                    n: int = 8) -> np.ndarray:
-    """Fig. 6: rows background | foreground | mask | image over n samples where only z or only c varies.
-
-    Varying c leaves the background row unchanged (G_b sees z only); varying c within its super-category
-    keeps the mask's shape (G_f^pi sees c_sup only) and changes appearance.
-    """
-    model = registry.get(key)
-    c = check_category(model, c)
-    cfg = model.generator.cfg
-    if mode not in GRID_MODES:
-        raise StudioError(f"grid mode must be one of {GRID_MODES}, got {mode!r}")
-    if not 1 <= n <= 16:
-        raise StudioError(f"grid size must be in [1, 16], got {n}")
-    if mode == GRID_MODES[0]:
-        z = torch.cat([latent_code(model, (int(seed) + k) % (MAX_SEED + 1)) for k in range(n)])
-        cs = [c] * n
-    else:
-        z = latent_code(model, seed).expand(n, -1)
-        g = model.generator
-        sup, sub = g.super_category(c), g.index_in_group(c)
-        if mode == GRID_MODES[1]:
-            cs = [g.category(sup, (sub + k) % cfg.group_size) for k in range(n)]
-        else:
-            cs = [g.category((sup + k) % cfg.n_super, sub) for k in range(n)]
-    layers = model.generator(z, torch.tensor(cs, device=z.device))
-    return grid(layer_rows(layers), scale=max(1, 128 // cfg.size))
+    """Fig. 6 of the selected model (elgan.figures.variation_grid); StudioError for a request it refuses."""
+    return refusing(figures.variation_grid)(registry.get(key), seed, c, mode, n)
 
 
-@torch.inference_mode()
 def direction_strip(registry: ModelRegistry, key: str, seed: int, z_offsets: Sequence[float], c: int,
                     direction: str, n: int = 9, limit: float = EPS_LIMIT,
                     with_true: bool = True) -> tuple[np.ndarray, list[float]]:
-    """Fig. 7: G(z + Phi(t e_dir), c) for t in linspace(-limit, limit, n) (and T^X below it).
-
-    A bar under each frame marks the training range: green for |t| <= 1, grey outside it.
-    """
+    """Fig. 7 of the selected model for the Explore tab's code (elgan.figures.direction_strip)."""
     model = registry.get(key)
-    c = check_category(model, c)
-    if model.phi is None:
-        raise StudioError("this model has no Phi (latent walk); strips need one")
-    if direction not in model.perturb.eps_names:
-        raise StudioError(f"this model was trained without the {direction!r} direction "
-                          f"(it has: {', '.join(model.perturb.eps_names) or 'none'})")
-    if not 2 <= n <= 16 or not 0 < limit <= EPS_LIMIT:
-        raise StudioError(f"need 2 <= n <= 16 frames and 0 < limit <= {EPS_LIMIT:g}")
-    ts = np.linspace(-limit, limit, n).tolist()
-    eps = torch.zeros(n, model.perturb.eps_dim)
-    eps[:, model.perturb.eps_names.index(direction)] = torch.tensor(ts)
-    z = latent_code(model, seed, z_offsets).expand(n, -1)
-    cc = torch.full((n,), c, device=z.device)
-    rows = [to_uint8(model.generator(walk(model.phi, z, eps), cc).image)]  # [n, H, W, 3]
-    if with_true:
-        base = model.generator(z[:1], cc[:1])
-        rows.append(to_uint8(move(base, eps, model.perturb).image))
-    scale = max(1, 128 // model.generator.cfg.size)
-    strip = grid(rows, pad=2, scale=scale)
-    size, pad = model.generator.cfg.size, 2
-    band = np.full((6 * scale, strip.shape[1], 3), 255, np.uint8)
-    for i, t in enumerate(ts):
-        x0 = (pad + i * (size + pad)) * scale
-        band[scale:5 * scale, x0:x0 + size * scale] = (60, 170, 80) if abs(t) <= 1 + 1e-9 else (190, 190, 190)
-    return np.concatenate([strip, band]), ts
+    return refusing(figures.direction_strip)(model, latent_code(model, seed, z_offsets), c, direction, n, limit,
+                                             with_true)

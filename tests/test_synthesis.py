@@ -145,3 +145,30 @@ def test_sample_grid_cli(tmp_path, capsys) -> None:
     assert main(["--gan", str(bundle), "--out", str(out), "--n", "3", "--stats-n", "0"]) == 0
     assert out.read_bytes() == first  # the same seed draws the same grid
     assert main(["--gan", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+
+
+def test_figures_cli(tmp_path, capsys) -> None:
+    """Fig. 6's three grids and one Fig. 7 strip per direction; the same seed draws the same files;
+    refusals and unreadable bundles exit 2 with one line."""
+    from PIL import Image
+
+    from tests.test_studio import write_tiny_bundle
+    from training.figures import main
+
+    bundle = write_tiny_bundle(tmp_path / "b.safetensors")
+    out = tmp_path / "figs"
+    assert main(["--gan", str(bundle), "--out", str(out), "--n", "3", "--frames", "5", "--c", "7"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["fig6_vary_c.png", "fig6_vary_csup.png", "fig6_vary_z.png", "fig7_rotation.png",
+                     "fig7_scale.png", "fig7_tx.png", "fig7_ty.png"]
+    assert Image.open(out / "fig6_vary_z.png").size == ((3 * 34 + 2) * 4, (4 * 34 + 2) * 4)  # 32 px tiles, 4x
+    w, h = Image.open(out / "fig7_tx.png").size
+    assert w == (5 * 34 + 2) * 4 and h == (2 * 34 + 2) * 4 + 6 * 4  # walk row, moved row, range bar
+    first = (out / "fig7_scale.png").read_bytes()
+    assert main(["--gan", str(bundle), "--out", str(out), "--n", "3", "--frames", "5", "--c", "7"]) == 0
+    assert (out / "fig7_scale.png").read_bytes() == first
+    assert "wrote fig6_vary_z.png" in capsys.readouterr().out
+    assert main(["--gan", str(bundle), "--out", str(out), "--c", "100000"]) == 2
+    assert main(["--gan", str(bundle), "--out", str(out), "--frames", "40"]) == 2
+    assert main(["--gan", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
