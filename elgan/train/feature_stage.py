@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CheckpointError, atomic_write_text, load_bundle, load_into
-from ..config import GanTrainConfig, from_dict
+from ..config import GanTrainConfig, from_dict, replace
 from ..data import parse_spec
 from ..nets.rotnet import RotNet, RotNetConfig
 from . import distributed as ddp
@@ -213,8 +213,6 @@ def run_stage(gan: GanTrainConfig, root: Path, cache: str, earlier: dict[str, An
 
 def gan_config(gan: GanTrainConfig, record: dict[str, Any]) -> GanTrainConfig:
     """The GAN stage's config: the cached file in the ``rotnet`` field, so the GAN trains none."""
-    from ..config import replace
-
     return gan if record["status"] == "skipped" else replace(gan, rotnet=record["path"])
 
 
