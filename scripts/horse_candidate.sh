@@ -13,7 +13,7 @@ python -m training.train_unet --out "$RUN/unet" --gan "$GAN" --source stream --s
   --val-every 250 --threads "$THREADS" --no-progress
 python -m training.bundle --gan "$GAN" --unet "$RUN/unet/best.safetensors" --out "$RUN/bundle.safetensors" --half \
   --data "$DATA" --split test
-python -m training.evaluate --unet "$RUN/bundle.safetensors" --data "$DATA" --json > "$RUN/eval.json"
+python -m training.evaluate --unet "$RUN/bundle.safetensors" --data "$DATA" --json | tail -n 1 > "$RUN/eval.json"
 python - "$RUN/eval.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))

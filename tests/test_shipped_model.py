@@ -63,3 +63,33 @@ def test_shipped_bundles_warn_about_uploads_unlike_their_training_images(bundle)
     if horse.is_file():
         stats = load_model_bundle(horse).domain
         assert stats is not None and all(stats.is_unlike(image_distance(stats, s)) for s in scenes)
+
+
+HORSE = DEFAULT.parent / "horse.safetensors"
+
+
+@pytest.fixture(scope="module")
+def horse():
+    if not HORSE.is_file():
+        pytest.skip("no checkpoints/horse.safetensors in this checkout")
+    return load_model_bundle(HORSE)
+
+
+def test_horse_generator_separates_the_object_and_its_unet_follows(horse) -> None:
+    """The shipped horse model's generator draws near-binary masks over part of the picture (not the
+    all-foreground solution its earlier runs fell into), and its U-Net finds those masks again on the
+    generated pictures. Its score on real photos is in checkpoints/README.md (the photos are not here)."""
+    from elgan.evaluate import predict_probs
+    from elgan.metrics import segmentation_scores
+
+    g = horse.generator
+    with torch.inference_mode():
+        layers = g(*g.sample_codes(64, torch.Generator().manual_seed(0)))
+        pictures = ((layers.image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # as a photo arrives
+        probs = predict_probs(horse.unet, pictures)
+    stats = mask_statistics(layers.mask)
+    assert 0.25 < stats["mask_area"] < 0.6, stats  # the ceiling it was trained with: 0.5 on the batch mean
+    assert stats["mask_binary_frac"] > 0.8, stats
+    scores = segmentation_scores(probs, layers.mask)
+    assert scores.iou > 0.85, scores
+    assert horse.metadata["metrics"]["n"] == 250 and horse.metadata["metrics"]["iou"] > 0.5
