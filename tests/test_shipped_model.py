@@ -17,13 +17,18 @@ from elgan.evaluate import evaluate_unet_detailed
 from elgan.gan_loss import mask_statistics
 
 DEFAULT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.safetensors"
+HORSE = DEFAULT.parent / "horse.safetensors"
+
+
+def _shipped(path: Path):
+    if not path.is_file():
+        pytest.skip(f"no checkpoints/{path.name} in this checkout")
+    return load_model_bundle(path)
 
 
 @pytest.fixture(scope="module")
 def bundle():
-    if not DEFAULT.is_file():
-        pytest.skip("no checkpoints/default.safetensors in this checkout")
-    return load_model_bundle(DEFAULT)
+    return _shipped(DEFAULT)
 
 
 def test_default_generator_draws_clean_masks_of_object_size(bundle) -> None:
@@ -59,20 +64,14 @@ def test_shipped_bundles_warn_about_uploads_unlike_their_training_images(bundle)
         bundle.domain.threshold)
     assert all(not bundle.domain.is_unlike(image_distance(bundle.domain, s)) for s in scenes)
     assert "synthetic scenes" in bundle.metadata["about"]["trained_on"]
-    horse = DEFAULT.parent / "horse.safetensors"
-    if horse.is_file():
-        stats = load_model_bundle(horse).domain
+    if HORSE.is_file():
+        stats = load_model_bundle(HORSE).domain
         assert stats is not None and all(stats.is_unlike(image_distance(stats, s)) for s in scenes)
-
-
-HORSE = DEFAULT.parent / "horse.safetensors"
 
 
 @pytest.fixture(scope="module")
 def horse():
-    if not HORSE.is_file():
-        pytest.skip("no checkpoints/horse.safetensors in this checkout")
-    return load_model_bundle(HORSE)
+    return _shipped(HORSE)
 
 
 def test_horse_generator_separates_the_object_and_its_unet_follows(horse) -> None:

@@ -46,16 +46,14 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     try:
-        model = load_model_bundle(args.gan, resolve_device(args.device))
-        model.generator.eval()
+        model = load_model_bundle(args.gan, resolve_device(args.device))  # networks in eval mode
+        out.mkdir(parents=True, exist_ok=True)
         written = []
         for name, mode in MODES.items():
             image = figures.variation_grid(model, args.seed, args.c, figures.GRID_MODES[mode], args.n)
-            out.mkdir(parents=True, exist_ok=True)
             save_png(image, out / f"fig6_{name}.png")
             written.append(f"fig6_{name}.png")
         if model.phi is not None:
-            model.phi.eval()
             z = figures.code_from_seed(model.generator.cfg.z_dim, args.seed)
             for direction in model.perturb.eps_names:
                 strip, _ = figures.direction_strip(model, z, args.c, direction, args.frames, args.limit)
