@@ -41,6 +41,7 @@ class Evaluation(NamedTuple):
     scores: SegmentationScores  # ACC / IoU / mIoU in the requested convention
     per_image_iou: torch.Tensor  # [N] foreground IoU of each image (float64)
     paths: list[str] | None  # source of each image, when the dataset knows it
+    counts: torch.Tensor  # [N, 4] per-image (tp, fp, fn, tn) pixel counts at the threshold
 
 
 def _device(module: torch.nn.Module) -> torch.device:
@@ -74,7 +75,7 @@ def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], images: t
     acc = ScoreAccumulator()
     for i in tqdm(range(0, images.shape[0], batch), desc="evaluate", unit="batch", disable=not progress):
         acc.update(predict(images[i:i + batch]), masks[i:i + batch].bool(), THRESHOLD)
-    return Evaluation(acc.result(convention), acc.per_image_iou(), paths)
+    return Evaluation(acc.result(convention), acc.per_image_iou(), paths, acc.counts)
 
 
 def evaluate_unet_detailed(unet: UNet, spec: str, split: str = "test", size: int | None = None,

@@ -106,6 +106,18 @@ class ScoreAccumulator:
         return torch.where(union > 0, tp / union.clamp_min(1), torch.ones_like(tp))
 
 
+def error_shares(counts: torch.Tensor) -> dict[str, float]:
+    """Which way a segmenter errs, dataset-level, from per-image (tp, fp, fn, tn) counts [N, 4]: the
+    predicted and the true foreground area (shares of all pixels), the false foreground and the missed
+    foreground (both as shares of the true foreground). IoU alone does not say whether masks are too big
+    (background taken for the object) or too small; these do."""
+    tp, fp, fn, tn = counts.sum(0).tolist()
+    total = max(tp + fp + fn + tn, 1.0)
+    true_fg = max(tp + fn, 1.0)
+    return {"pred_area": (tp + fp) / total, "true_area": (tp + fn) / total,
+            "false_fg": fp / true_fg, "missed_fg": fn / true_fg}
+
+
 def top1(logits: torch.Tensor, target: torch.Tensor) -> float:
     """Share of rows whose arg-max is the target: how well a recovery head names its code."""
     return float((logits.detach().argmax(1) == target).float().mean())

@@ -14,6 +14,7 @@ from torch import nn
 from elgan.checkpoint import save_bundle
 from elgan.config import UNetConfig
 from elgan.evaluate import fit_size, predict_probs, score_predictions, segment_photo
+from elgan.metrics import error_shares
 from elgan.nets.unet import UNet
 
 
@@ -40,6 +41,10 @@ def test_scores_of_hand_built_predictions() -> None:
     assert ev.scores.iou == pytest.approx(48 / 96)  # dataset level: (32 + 16) / (64 + 32)
     assert ev.scores.miou == pytest.approx((0.5 + 32 / 80) / 2)
     assert ev.per_image_iou.tolist() == pytest.approx([0.5, 0.5])
+    # which way it errs: 32 false fg (image 0) and 16 missed (image 1) of 64 true fg pixels in 128
+    e = error_shares(ev.counts)
+    assert e == pytest.approx({"pred_area": 80 / 128, "true_area": 64 / 128, "false_fg": 32 / 64,
+                               "missed_fg": 16 / 64})
     per_image = score_predictions(lambda x: pred, images, truth, convention="per_image").scores
     assert per_image.miou == pytest.approx(((0.5 + 0) / 2 + (0.5 + 32 / 48) / 2) / 2)
     with pytest.raises(ValueError):
@@ -122,7 +127,10 @@ def test_cli_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     scores = json.loads(out[-1])
     assert set(scores) == {"acc", "iou", "miou", "n"} and scores["n"] == 4
     assert all(0.0 <= scores[k] <= 1.0 for k in ("acc", "iou", "miou"))
-    assert len(csv_path.read_text().splitlines()) == 5
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 5 and rows[0] == "index,path,iou,pred_area,true_area"
+    assert all(0.0 <= float(v) <= 1.0 for row in rows[1:] for v in row.split(",")[-2:])
+    assert any(line.startswith("mask area predicted") for line in out)
 
     assert main(["--unet", str(tmp_path / "missing.safetensors"), "--data", f"cub:{cub}", "--json"]) == 2
     save_bundle(tmp_path / "nounet.safetensors", {"other": nn.Linear(1, 1)})

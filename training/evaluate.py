@@ -22,7 +22,7 @@ import csv
 import json
 import sys
 
-from elgan.metrics import CONVENTIONS
+from elgan.metrics import CONVENTIONS, error_shares
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,12 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.data} [{args.split}], {s.n} images at {args.size}x{args.size}, {how}, {s.convention} "
           f"convention: ACC {100 * s.acc:.1f}  IoU {100 * s.iou:.1f}  mIoU {100 * s.miou:.1f}  "
           f"({per_image_s:.3f} s/image)")
+    e = error_shares(result.counts)
+    print(f"mask area predicted {e['pred_area']:.3f}, true {e['true_area']:.3f}; false foreground "
+          f"{e['false_fg']:.3f} and missed foreground {e['missed_fg']:.3f} of the true foreground; "
+          f"{int((result.per_image_iou < 0.3).sum())} of {s.n} images below IoU 0.3")
     if args.per_image:
         with open(args.per_image, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["index", "path", "iou"])
+            writer.writerow(["index", "path", "iou", "pred_area", "true_area"])
+            pixels = result.counts.sum(1).clamp_min(1)
+            pred_area = ((result.counts[:, 0] + result.counts[:, 1]) / pixels).tolist()
+            true_area = ((result.counts[:, 0] + result.counts[:, 2]) / pixels).tolist()
             for i, iou in enumerate(result.per_image_iou.tolist()):
-                writer.writerow([i, result.paths[i] if result.paths else "", f"{iou:.6f}"])
+                writer.writerow([i, result.paths[i] if result.paths else "", f"{iou:.6f}",
+                                 f"{pred_area[i]:.4f}", f"{true_area[i]:.4f}"])
         print(f"per-image IoU written to {args.per_image}")
     if args.json:
         # exactly the documented contract; method and timing are on the human-readable line above
