@@ -106,16 +106,23 @@ class ScoreAccumulator:
         return torch.where(union > 0, tp / union.clamp_min(1), torch.ones_like(tp))
 
 
+def mask_areas(counts: torch.Tensor) -> torch.Tensor:
+    """Predicted and true foreground area of each image, as shares of its pixels: [N, 4] counts -> [N, 2]."""
+    tp, fp, fn, _ = counts.unbind(1)
+    pixels = counts.sum(1).clamp_min(1)
+    return torch.stack([(tp + fp) / pixels, (tp + fn) / pixels], 1)
+
+
 def error_shares(counts: torch.Tensor) -> dict[str, float]:
     """Which way a segmenter errs, dataset-level, from per-image (tp, fp, fn, tn) counts [N, 4]: the
     predicted and the true foreground area (shares of all pixels), the false foreground and the missed
     foreground (both as shares of the true foreground). IoU alone does not say whether masks are too big
     (background taken for the object) or too small; these do."""
-    tp, fp, fn, tn = counts.sum(0).tolist()
-    total = max(tp + fp + fn + tn, 1.0)
+    total = counts.sum(0, keepdim=True)  # [1, 4]: the dataset as one image
+    pred_area, true_area = mask_areas(total)[0].tolist()
+    tp, fp, fn, _ = total[0].tolist()
     true_fg = max(tp + fn, 1.0)
-    return {"pred_area": (tp + fp) / total, "true_area": (tp + fn) / total,
-            "false_fg": fp / true_fg, "missed_fg": fn / true_fg}
+    return {"pred_area": pred_area, "true_area": true_area, "false_fg": fp / true_fg, "missed_fg": fn / true_fg}
 
 
 def top1(logits: torch.Tensor, target: torch.Tensor) -> float:

@@ -22,7 +22,7 @@ import csv
 import json
 import sys
 
-from elgan.metrics import CONVENTIONS, error_shares
+from elgan.metrics import CONVENTIONS, error_shares, mask_areas
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,12 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.per_image, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["index", "path", "iou", "pred_area", "true_area"])
-            pixels = result.counts.sum(1).clamp_min(1)
-            pred_area = ((result.counts[:, 0] + result.counts[:, 1]) / pixels).tolist()
-            true_area = ((result.counts[:, 0] + result.counts[:, 2]) / pixels).tolist()
-            for i, iou in enumerate(result.per_image_iou.tolist()):
+            areas = mask_areas(result.counts).tolist()
+            ious = result.per_image_iou.tolist()
+            for i, (iou, (pred_area, true_area)) in enumerate(zip(ious, areas, strict=True)):
                 writer.writerow([i, result.paths[i] if result.paths else "", f"{iou:.6f}",
-                                 f"{pred_area[i]:.4f}", f"{true_area[i]:.4f}"])
+                                 f"{pred_area:.4f}", f"{true_area:.4f}"])
         print(f"per-image IoU written to {args.per_image}")
     if args.json:
         # exactly the documented contract; method and timing are on the human-readable line above
