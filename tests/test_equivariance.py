@@ -3,6 +3,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from elgan.bundle import load_model_bundle, save_model_bundle
@@ -70,3 +71,23 @@ def test_the_app_says_in_words_what_the_sliders_do():
     line = equivariance_line(record(0.3, True))
     assert "move the object" in line and line.index("tx 0.30") < line.index("rotation") < line.index("scale")
     assert equivariance_line(None) == "" and equivariance_line({"directions": "x"}) == ""
+
+
+def test_cli_measures_a_generator_under_another_files_walk(tmp_path, capsys):
+    torch.manual_seed(0)
+    e_cfg, b_cfg = gan_config(32, "E", width=4), gan_config(32, "B", width=4)
+    idle = LatentTransform(e_cfg.phi)
+    with torch.no_grad():  # a walk that does nothing: ratio 1 on any generator
+        idle.mlp[-1].weight.zero_()
+        idle.mlp[-1].bias.zero_()
+    walker, plain = tmp_path / "e.safetensors", tmp_path / "b.safetensors"
+    save_model_bundle(walker, LayeredGenerator(e_cfg.generator), idle, e_cfg.perturb)
+    save_model_bundle(plain, LayeredGenerator(b_cfg.generator), None, b_cfg.perturb)
+    assert cli.main([str(plain), "--phi-from", str(walker), "--seeds", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["phi_from"] == str(walker) and set(record["directions"]) == {"tx", "ty", "rotation", "scale"}
+    assert all(abs(r["ratio"] - 1) < 1e-4 for r in record["directions"].values())
+    with pytest.raises(SystemExit):  # a file's own walk only
+        cli.main([str(plain), "--phi-from", str(walker), "--write"])
+    with pytest.raises(SystemExit):  # B has no walk of its own
+        cli.main([str(plain)])
