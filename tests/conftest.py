@@ -1,5 +1,8 @@
 """Shared test settings."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,3 +15,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots: $ELGAN_SCREENSHOT_DIR (e.g. docs/screenshots, to
+    refresh the committed ones) or a temporary folder, so a plain test run never rewrites them."""
+    chosen = os.environ.get("ELGAN_SCREENSHOT_DIR")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -26,29 +26,16 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_browser import ARGS, CHROMIUM
+from tests.test_browser import ARGS, CHROMIUM, pytestmark, sync_api  # noqa: F401 (pytestmark: same marks and skips)
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SHARE = 1 / 3  # the slider's move over the layers' own move, at eps = +1
 WAIT_MS = 20_000  # for a re-render on a busy 2-core machine
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason=f"{CHROMIUM} missing: apt-get install -y chromium (Debian package)")]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
-
 
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     return Path(os.environ.get("ELGAN_DIRECTIONS_BUNDLE", ROOT / "checkpoints" / "default.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    chosen = os.environ.get("ELGAN_SCREENSHOT_DIR")
-    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture(scope="module")
