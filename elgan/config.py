@@ -195,6 +195,8 @@ class LossConfig:
     equi_form: str = knob("absolute", "eq. (8) as written | relative (divided by the distance of the unmoved "
                           "image to the target)", choices=EQUI_FORMS)
     gamma_bg: float = knob(0.0, "weight of D's 'background layer alone is fake' term (0: off, as in the paper)", lo=0)
+    gamma_indep: float = knob(0.0, "weight of ILSGAN's layer-independence term, losses.layer_independence_loss "
+                              "(0: off, as in the paper; ILSGAN: 0.2 for its first 400k images, then 1)", lo=0)
 
     def __post_init__(self) -> None:
         check_knobs(self)

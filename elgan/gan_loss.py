@@ -51,7 +51,8 @@ class Phase(NamedTuple):
 PHASES: dict[str, Phase] = {
     "D": Phase("opt_d", ("d_adv", "d_recover_c", "d_background_fake"), ("discriminator",)),
     "G": Phase("opt_g", ("g_adv", "g_binarize", "g_recover_c", "g_recover_csup", "g_mask_size", "g_mask_ceiling",
-                         "g_equivariance", "g_equi_pixel", "g_moment_reg"), ("generator", "phi", "super_recovery")),
+                         "g_independence", "g_equivariance", "g_equi_pixel", "g_moment_reg"),
+               ("generator", "phi", "super_recovery")),
 }
 
 
@@ -177,6 +178,11 @@ class ElganLoss:
             areas = self.gather(fake.layers.mask.float().flatten(1).mean(1))
             terms["g_mask_ceiling"] = losses.mask_ceiling_loss(areas, lc.mask_ceiling)
             total = total + lc.gamma_size * terms["g_mask_ceiling"]
+        if lc.gamma_indep > 0:  # the unperturbed layers, as ILSGAN; each sample paired with its neighbour
+            bg, fg, mask = fake.layers.background, fake.layers.foreground, fake.layers.mask
+            pairing = torch.roll(torch.arange(mask.shape[0], device=mask.device), 1)
+            terms["g_independence"] = losses.layer_independence_loss(bg.float(), fg.float(), mask.float(), pairing)
+            total = total + lc.gamma_indep * terms["g_independence"]
         if lc.equivariance:
             # Eq. (8) compares G(T^Z z, c) with T^X G(z, c). We read T^X G as eq. (3) defines it on a
             # generated image: transform the foreground and mask layers and re-compose over the

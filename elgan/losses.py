@@ -54,6 +54,26 @@ def mask_ceiling_loss(areas: torch.Tensor, ceiling: float) -> torch.Tensor:
     return F.relu(areas.mean() - ceiling)
 
 
+def layer_independence_loss(background: torch.Tensor, foreground: torch.Tensor, mask: torch.Tensor,
+                            pairing: torch.Tensor) -> torch.Tensor:
+    """ILSGAN's anti-leakage term (its default, CLUB with a fixed Laplace): an upper bound on the mutual
+    information between what each layer hides and what the other shows. For the background under the
+    mask (pi * b) against the foreground that covers it (pi * f), and for the foreground outside the
+    mask ((1 - pi) * f) against the visible background ((1 - pi) * b):
+    mean |hidden_j - visible_i|_1 - mean |hidden_i - visible_i|_1, where j = pairing[i] is another sample.
+    It is large when a background hides a copy of its own foreground (the object painted into the
+    background layer), about zero when the hidden part says nothing about the visible one. Not in the
+    paper; gradients reach both layers and the mask, as in ILSGAN's default. `pairing` [N] must not map
+    any sample to itself (e.g. torch.roll(torch.arange(N), 1))."""
+    total = background.new_zeros(())
+    for hidden, visible in ((background * mask, foreground * mask),
+                            (foreground * (1 - mask), background * (1 - mask))):
+        same = (hidden - visible).abs().flatten(1).mean(1)  # [N]
+        other = (hidden[pairing] - visible).abs().flatten(1).mean(1)  # [N]
+        total = total + other.mean() - same.mean()
+    return total
+
+
 def moment_regularizer(z_transformed: torch.Tensor) -> torch.Tensor:
     """L_reg = ||mean_i T z_i||^2 + ||mean_i (T z_i)^2 - 1||^2 over a batch [N, z_dim] (section 3.3):
     keeps the walked codes inside the N(0, I) shell the generator was trained on."""

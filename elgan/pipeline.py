@@ -116,6 +116,7 @@ class PresetSpec(NamedTuple):
     perceptual: str = default_of(GanTrainConfig, "perceptual")
     fd_net: str = default_of(GanTrainConfig, "fd_net")
     gamma_bg: float = default_of(LossConfig, "gamma_bg")
+    gamma_indep: float = default_of(LossConfig, "gamma_indep")
     mask_ceiling: float = default_of(LossConfig, "mask_ceiling")
     max_translate: float = default_of(PerturbConfig, "max_translate")
 
@@ -200,7 +201,8 @@ PRESET_KNOBS: dict[str, tuple[type, str]] = {
     "gan_categories": (GeneratorConfig, "n_categories"), "gan_group_size": (GeneratorConfig, "group_size"),
     "gan_d_width": (DiscriminatorConfig, "width"), "disc": (DiscriminatorConfig, "kind"),
     "perceptual": (GanTrainConfig, "perceptual"), "fd_net": (GanTrainConfig, "fd_net"),
-    "gamma_bg": (LossConfig, "gamma_bg"), "mask_ceiling": (LossConfig, "mask_ceiling"),
+    "gamma_bg": (LossConfig, "gamma_bg"), "gamma_indep": (LossConfig, "gamma_indep"),
+    "mask_ceiling": (LossConfig, "mask_ceiling"),
     "max_translate": (PerturbConfig, "max_translate"),
 }
 
@@ -230,7 +232,8 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
                      sample_every=every, ckpt_every=every,
                      # t_1: config.rampup_iters (400 of the paper's 810 epochs), resolved by GanTrainConfig
                      init=s.gan_init, diffaugment=s.diffaugment,
-                     loss_overrides={"gamma_bg": s.gamma_bg, "mask_ceiling": s.mask_ceiling},
+                     loss_overrides={"gamma_bg": s.gamma_bg, "gamma_indep": s.gamma_indep,
+                                     "mask_ceiling": s.mask_ceiling},
                      perturb_overrides={"max_translate": s.max_translate},
                      **common)
     unet = UNetTrainConfig(source="stream", size=s.size,

@@ -1,6 +1,7 @@
 """The GAN trainer: a tiny run writes everything, resume is exact, and the CLI behaves."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -119,7 +120,7 @@ def test_the_measured_options_train_and_log_their_terms(disc, tmp_path):
 
     cfg = tiny(iters=2, disc=disc, phi_gain=2.0, phi_walk="fixed_length", perceptual="effnet",
                loss_overrides={"equi_form": "relative", "moment_reg": "known", "gamma_bg": 1.0,
-                               "gamma_equi_pixel": 1.0, "mask_ceiling": 0.01})
+                               "gamma_equi_pixel": 1.0, "mask_ceiling": 0.01, "gamma_indep": 1.0})
     assert cfg.phi.walk == "fixed_length" and cfg.loss.gamma_bg == 1.0
     trainer = GanTrainer(cfg, tmp_path, progress=False)
     logs = trainer.train_step()
@@ -128,10 +129,11 @@ def test_the_measured_options_train_and_log_their_terms(disc, tmp_path):
     assert 0 < logs["g_equivariance"] < 5  # relative: about 1 for a walk that does not make the move
     assert 0 < logs["g_equi_pixel"] < 5 and "g_equi_pixel" in PHASES["G"].terms
     assert logs["g_mask_ceiling"] > 0 and "g_mask_ceiling" in PHASES["G"].terms  # tiny masks exceed 0.01
-    plain = replace(cfg.loss, gamma_bg=0.0, gamma_equi_pixel=0.0, mask_ceiling=0.0)
+    assert math.isfinite(logs["g_independence"]) and "g_independence" in PHASES["G"].terms
+    plain = replace(cfg.loss, gamma_bg=0.0, gamma_equi_pixel=0.0, mask_ceiling=0.0, gamma_indep=0.0)
     off = GanTrainer(replace(cfg, loss=plain), tmp_path / "off", progress=False)
     logs_off = off.train_step()
-    assert not {"d_background_fake", "g_equi_pixel", "g_mask_ceiling"} & set(logs_off)
+    assert not {"d_background_fake", "g_equi_pixel", "g_mask_ceiling", "g_independence"} & set(logs_off)
 
 
 def test_init_from_another_run_fine_tunes(tmp_path):

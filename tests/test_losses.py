@@ -128,6 +128,24 @@ def test_mask_ceiling_is_a_prior_on_the_batch_mean():
     assert torch.all(areas.grad > 0)  # the gradient shrinks every mask of a batch that is over
 
 
+def test_layer_independence_punishes_a_background_that_hides_its_own_foreground():
+    g = torch.Generator().manual_seed(0)
+    n = 16
+    fg = torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+    # one mask shape for all: the estimator pairs masks too, and different shapes alone make the terms differ
+    mask = (torch.rand(1, 1, 8, 8, generator=g) > 0.5).float().expand(n, 1, 8, 8)
+    pairing = torch.roll(torch.arange(n), 1)
+    leaky = losses.layer_independence_loss(fg.clone(), fg, mask, pairing)  # background = a copy of the object
+    independent = losses.layer_independence_loss(torch.rand(n, 3, 8, 8, generator=g) * 2 - 1, fg, mask, pairing)
+    assert leaky > 0.2 and abs(independent) < 0.05  # |u - v| of two uniforms on [-1, 1]: 2/3 per visible pixel
+    assert leaky > independent
+    # gradients reach both layers and the mask, and lowering the term moves the background away from fg
+    bg = fg.clone().requires_grad_(True)
+    m = mask.clone().requires_grad_(True)
+    losses.layer_independence_loss(bg, fg, m, pairing).backward()
+    assert bg.grad.abs().sum() > 0 and m.grad is not None
+
+
 def test_equivariance_rampup():
     assert losses.equivariance_weight(0, 0.5, 100) == 0
     assert losses.equivariance_weight(50, 0.5, 100) == 0.25

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, LossConfig, "gamma_equi")
     add_knob(p, LossConfig, "gamma_equi_pixel")
     add_knob(p, LossConfig, "gamma_bg")
+    add_knob(p, LossConfig, "gamma_indep")
     add_knob(p, LossConfig, "mask_ceiling")
     add_knob(p, LossConfig, "gamma_reg")
     add_knob(p, LossConfig, "equi_form")
@@ -94,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
 
     loss = {"equi_detach_target": args.equi_detach_target, "moment_reg": args.moment_reg,
             "equi_form": args.equi_form, "gamma_equi": args.gamma_equi, "gamma_equi_pixel": args.gamma_equi_pixel,
-            "gamma_bg": args.gamma_bg, "mask_ceiling": args.mask_ceiling,
+            "gamma_bg": args.gamma_bg, "gamma_indep": args.gamma_indep, "mask_ceiling": args.mask_ceiling,
             "gamma_reg": args.gamma_reg, "equi_rampup_iters": args.equi_rampup}  # -1: config.rampup_iters(iters)
     return gan_config(
         args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
