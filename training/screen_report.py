@@ -3,12 +3,14 @@
   python -m training.screen_report --run "B, paper D=runs/screen64/B-paper" \
       --run "B, projected D=runs/screen64/B-projected" --plots docs/screen64 [--json rows.json]
 
-Each --run is LABEL=RUN_FOLDER (a training.pipeline folder: gan/log.jsonl, gan/DONE, eval.json). The table:
+Each --run is LABEL=RUN_FOLDER (a training.pipeline folder: gan/log.jsonl, gan/DONE, eval.json -- the
+pipeline's, or the one line of training.evaluate --json). The table:
 GAN iterations, the best FD-Lite0 and its step (the checkpoint the U-Net learned from),
 the U-Net's ACC / IoU / mIoU as the pipeline scored it, and the layer health over the last fifth of the
 logged steps (mean mask area, near-binary fraction, E_x and E_pi top-1, D(background alone) -
 D(composite), the share of logged steps that warned). --plots writes PREFIX_mask_area.png,
-PREFIX_background_score.png, PREFIX_ex_top1.png and PREFIX_fd.png (one line per run).
+PREFIX_bg_minus_composite.png, PREFIX_ex_top1.png and PREFIX_fd_lite0.png (one line per run; a curve that
+no run logged is left out).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def summarise(label: str, run: Path) -> dict[str, Any]:
     fds = [(r["step"], r["FD-Lite0"]) for r in records if "FD-Lite0" in r]
     best = min(fds, key=lambda sf: sf[1]) if fds else (None, None)
     ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").exists() else {}
-    scores = ev.get("scores") or {}
+    scores = ev.get("scores") or ev  # the pipeline nests its scores; training.evaluate --json does not
     row = {"label": label, "run": str(run), "gan_iters": records[-1]["step"],
            "best_fd_lite0": best[1], "best_step": best[0], "acc": scores.get("acc"), "iou": scores.get("iou"),
            "miou": scores.get("miou"), "warned_share": _mean([float("health_warning" in r) for r in tail])}
