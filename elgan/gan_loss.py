@@ -154,7 +154,7 @@ class ElganLoss:
         return total, logs
 
     def g_phase(self, fake: FakeBatch, step: int, rng: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """min_{G, E, Phi} L_adv^(G) + g_r L_r + g_b L_b + g_e(t) L_equi + g_reg L_reg (+ g_size L_size)."""
+        """min_{G, E, Phi} L_adv^(G) + g_r L_r + g_b L_b + g_e(t) L_equi + g_reg L_reg (+ g_size L_size, + options)."""
         lc = self.cfg.loss
         x = self.augment(fake.perturbed, rng)
         with self.autocast():
