@@ -184,7 +184,8 @@ class LossConfig:
                                    "|G(z) - T^X G(z)|_1 (0: off, as in the paper)", lo=0)
     gamma_reg: float = knob(1.0, "weight of Phi's moment regulariser (the paper does not state its value)")
     gamma_size: float = knob(2.0, "weight of the mask-size loss (PerturbGAN uses 2)")
-    mask_size_eta: float = knob(0.25, "minimal tolerated mean mask (PerturbGAN's published command: 0.25)")
+    mask_size_eta: float = knob(0.25, "smallest tolerated mask area of each sample, the floor of PerturbGAN's "
+                                "mask-size loss (its published command: 0.25)", lo=0.0, hi=1.0)
     mask_ceiling: float = knob(0.0, "largest tolerated batch-mean mask area; above it G pays gamma_size x the "
                                "excess (0: off, as in the paper)", lo=0.0, hi=1.0)
     equi_rampup_iters: int = knob(-1, "t_1 of gamma_e(t) = min(1, t / t_1) * gamma_equi, iterations; -1: "
@@ -218,6 +219,12 @@ def ablation(name: str) -> tuple[PerturbConfig, LossConfig]:
     perturb = PerturbConfig(translate=True, scale=name >= "C", rotate=name >= "D")
     loss = LossConfig(recovery=name >= "B", mask_size=name == "A", equivariance=name == "E")
     return perturb, loss
+
+
+def mask_floor(eta: float | None) -> dict[str, Any]:
+    """LossConfig fields that put PerturbGAN's per-sample floor on the mask area at `eta` beside any
+    configuration (its L_size, config A's only at 0.25); None leaves the configuration's own choice."""
+    return {} if eta is None else {"mask_size": True, "mask_size_eta": eta}
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,15 @@ class FakeBatch(NamedTuple):
     z: torch.Tensor | None = None  # [N, z_dim] the codes before the walk (the regulariser's known form)
 
 
+EMPTY_AREA = 0.05  # a sample whose mask covers less than this has, for a viewer, no object
+
+
 def mask_statistics(mask: torch.Tensor) -> dict[str, float]:
-    """Mean mask area and the fraction of near-binary pixels: the collapse indicators of Fig. 2."""
-    m = mask.detach()
-    return {"mask_area": float(m.mean()), "mask_binary_frac": float(((m < 0.1) | (m > 0.9)).float().mean())}
+    """Mean mask area and the fraction of near-binary pixels, the collapse indicators of Fig. 2, and the
+    share of near-empty samples, which a batch-mean prior (the mask ceiling) does not see."""
+    m = mask.detach().float()  # [N, 1, H, W]
+    return {"mask_area": float(m.mean()), "mask_binary_frac": float(((m < 0.1) | (m > 0.9)).float().mean()),
+            "mask_empty_frac": float((m.flatten(1).mean(1) < EMPTY_AREA).float().mean())}
 
 
 class ElganLoss:

@@ -51,6 +51,7 @@ from .config import (
     gan_config,
     knob,
     lr_drop_step,
+    mask_floor,
     rampup_iters,
     register,
     to_dict,
@@ -118,6 +119,7 @@ class PresetSpec(NamedTuple):
     gamma_bg: float = default_of(LossConfig, "gamma_bg")
     gamma_indep: float = default_of(LossConfig, "gamma_indep")
     mask_ceiling: float = default_of(LossConfig, "mask_ceiling")
+    mask_floor: float | None = None  # the second "unset": the ablation's (A: PerturbGAN's floor at 0.25)
     max_translate: float = default_of(PerturbConfig, "max_translate")
 
 
@@ -202,7 +204,7 @@ PRESET_KNOBS: dict[str, tuple[type, str]] = {
     "gan_d_width": (DiscriminatorConfig, "width"), "disc": (DiscriminatorConfig, "kind"),
     "perceptual": (GanTrainConfig, "perceptual"), "fd_net": (GanTrainConfig, "fd_net"),
     "gamma_bg": (LossConfig, "gamma_bg"), "gamma_indep": (LossConfig, "gamma_indep"),
-    "mask_ceiling": (LossConfig, "mask_ceiling"),
+    "mask_ceiling": (LossConfig, "mask_ceiling"), "mask_floor": (LossConfig, "mask_size_eta"),
     "max_translate": (PerturbConfig, "max_translate"),
 }
 
@@ -233,7 +235,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
                      # t_1: config.rampup_iters (400 of the paper's 810 epochs), resolved by GanTrainConfig
                      init=s.gan_init, diffaugment=s.diffaugment,
                      loss_overrides={"gamma_bg": s.gamma_bg, "gamma_indep": s.gamma_indep,
-                                     "mask_ceiling": s.mask_ceiling},
+                                     "mask_ceiling": s.mask_ceiling, **mask_floor(s.mask_floor)},
                      perturb_overrides={"max_translate": s.max_translate},
                      **common)
     unet = UNetTrainConfig(source="stream", size=s.size,

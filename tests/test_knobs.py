@@ -46,6 +46,7 @@ UNSET = {
         "precision": "with --resume: keep the saved precision; fresh: the knob's default",
         "data_workers": "with --resume: keep the saved number; fresh: the knob's default",
         "d_width": "the one documented 'unset' width: the generator's (--width)",
+        "mask_floor": "no floor beside the configuration's own (config A: PerturbGAN's at 0.25)",
     },
     "train_unet": {
         "size": "derived: the generator's resolution (or the knob's default without --gan)",
@@ -156,7 +157,7 @@ def test_every_preset_field_is_a_knob() -> None:
         spec_type = get_type_hints(PresetSpec)[name]
         assert knob_type(cls, field) in (spec_type, *getattr(spec_type, "__args__", ())), name
         if name in PresetSpec._field_defaults:  # a preset's optional field starts at the knob's default ...
-            want = None if name == "gan_d_width" else default_of(cls, field)  # ... or at the one "unset"
+            want = None if name in ("gan_d_width", "mask_floor") else default_of(cls, field)  # ... or "unset"
             assert PresetSpec._field_defaults[name] == want, name
     for preset, spec in SPECS.items():  # every preset's values are valid for their knobs
         pipeline_config(preset, "folder:/photos")
@@ -204,6 +205,24 @@ def test_the_discriminator_width_has_one_unset_meaning() -> None:
     old = pipeline_config("tiny", gan_d_width=0)
     assert old.gan == tiny.gan and old.overrides == {"gan_d_width": 0}
     assert "E_pi" in knob_info(DiscriminatorConfig, "width")["help"]  # the width E_pi follows is said, not hidden
+
+
+def test_the_mask_floor_is_off_unless_given_and_keeps_config_a() -> None:
+    """--mask-floor puts PerturbGAN's per-sample floor beside any configuration; not given, B has none and A
+    keeps its own at 0.25, in train_gan and the pipeline alike."""
+    parse = gan_cli.build_parser().parse_args
+    assert not gan_cli.config_from_args(parse(["--out", "x", "--config", "B"])).loss.mask_size
+    loss = gan_cli.config_from_args(parse(["--out", "x", "--config", "B", "--mask-floor", "0.15"])).loss
+    assert loss.mask_size and loss.mask_size_eta == 0.15
+    a = gan_cli.config_from_args(parse(["--out", "x", "--config", "A"])).loss
+    assert a.mask_size and a.mask_size_eta == 0.25
+    pipe = pipeline_cli.build_parser().parse_args
+    assert not pipeline_cli.config_from_args(pipe(["--preset", "tiny", "--ablation", "B"])).gan.loss.mask_size
+    loss = pipeline_cli.config_from_args(pipe(["--preset", "tiny", "--ablation", "B", "--mask-floor", "0.1",
+                                               "--mask-ceiling", "0.35"])).gan.loss
+    assert (loss.mask_size, loss.mask_size_eta, loss.mask_ceiling) == (True, 0.1, 0.35)
+    with pytest.raises(ConfigError, match=r"mask_size_eta must be in \[0.0, 1.0\], got 1.5"):  # an area
+        pipeline_cli.config_from_args(pipe(["--preset", "tiny", "--mask-floor", "1.5"]))
 
 
 def test_shared_check_reads_the_knob_ranges() -> None:

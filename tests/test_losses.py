@@ -160,3 +160,14 @@ def test_frechet_distance():
     eye = torch.eye(2, dtype=torch.float64)
     # tr(C1 + C2 - 2 sqrt(C1 C2)) for C1 = I, C2 = 4 I: 2 + 8 - 2 * 2 * 2 = 2
     assert math.isclose(frechet_distance(torch.zeros(2), eye, torch.zeros(2), 4 * eye), 2.0, rel_tol=1e-9)
+
+
+def test_mask_statistics_count_near_empty_samples_that_the_mean_hides():
+    from elgan.gan_loss import mask_statistics
+
+    m = torch.zeros(4, 1, 10, 10)
+    m[0] = 1  # one full mask, two empty ones, one with 3 of 100 pixels: mean area 0.2575 looks healthy
+    m[3, :, 0, :3] = 1
+    stats = mask_statistics(m)
+    assert math.isclose(stats["mask_area"], 1.03 / 4, rel_tol=1e-6)
+    assert stats["mask_empty_frac"] == 0.75 and stats["mask_binary_frac"] == 1.0

@@ -35,7 +35,7 @@ OVERRIDES = (
     "gan_iters", "gan_width", "gan_batch", "gan_minutes", "rotnet_iters", "unet_steps", "unet_batch", "unet_base",
     "unet_minutes", "seed", "threads", "eval_limit", "ablation", "gan_init", "diffaugment", "gan_categories",
     "gan_group_size", "gan_d_width", "fd_every", "fd_samples", "val_size", "val_every", "disc", "perceptual",
-    "fd_net", "gamma_bg", "gamma_indep", "mask_ceiling", "max_translate",
+    "fd_net", "gamma_bg", "gamma_indep", "mask_ceiling", "mask_floor", "max_translate",
 )
 TOP_FLAGS = ("eval_data", "eval_split", "eval_convention", "feature_cache")  # PipelineConfig knobs (None: default)
 STAGE_FLAGS = ("device", "precision")  # preset fields of both training stages (None: the preset's)
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_knob(p, *PRESET_KNOBS[name], unset="the preset's; both training stages")
     add_knob(p, PipelineConfig, "half")
     for name in OVERRIDES:  # --gan-d-width as train_gan's --d-width: not given is the generator's width
-        unset = "--gan-width (0 means the same)" if name == "gan_d_width" else "the preset's"
+        unset = {"gan_d_width": "--gan-width (0 means the same)",
+                 "mask_floor": "off; config A: on at 0.25"}.get(name, "the preset's")
         add_knob(p, *PRESET_KNOBS[name], _flag(name), unset=unset)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

@@ -4,7 +4,8 @@
   python -m training.sample_grid --gan runs/horse/bundle.safetensors --out grid.png --n 10 --seed 3
 
 Codes are drawn from --seed (the same seed gives the same grid); --scale enlarges pixels (nearest).
-Prints the mean mask area and the share of near-binary mask pixels of a larger sample (--stats-n).
+Prints the mean mask area, the share of near-binary mask pixels and the share of near-empty masks
+(area below 0.05) of a larger sample (--stats-n).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from elgan.bundle import load_model_bundle
     from elgan.checkpoint import CheckpointError
-    from elgan.gan_loss import mask_statistics
+    from elgan.gan_loss import EMPTY_AREA, mask_statistics
     from elgan.visualize import grid, layer_rows, save_png
 
     try:
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                                  ).mask for i in range(0, args.stats_n, 100)])
             stats = mask_statistics(masks)
             print(f"mask statistics over {len(masks)} samples: mean area {stats['mask_area']:.3f}, "
-                  f"near-binary pixels {stats['mask_binary_frac']:.3f}")
+                  f"near-binary pixels {stats['mask_binary_frac']:.3f}, samples with area below "
+                  f"{EMPTY_AREA} {stats['mask_empty_frac']:.3f}")
     return 0
 
 

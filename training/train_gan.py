@@ -28,6 +28,7 @@ from elgan.config import (
     PhiConfig,
     default_of,
     gan_config,
+    mask_floor,
     replace,
 )
 from elgan.train import distributed
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, LossConfig, "gamma_bg")
     add_knob(p, LossConfig, "gamma_indep")
     add_knob(p, LossConfig, "mask_ceiling")
+    add_knob(p, LossConfig, "mask_size_eta", "--mask-floor", unset="off; config A: on at 0.25")
     add_knob(p, LossConfig, "gamma_reg")
     add_knob(p, LossConfig, "equi_form")
     add_knob(p, PerturbConfig, "max_translate")
@@ -96,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     loss = {"equi_detach_target": args.equi_detach_target, "moment_reg": args.moment_reg,
             "equi_form": args.equi_form, "gamma_equi": args.gamma_equi, "gamma_equi_pixel": args.gamma_equi_pixel,
             "gamma_bg": args.gamma_bg, "gamma_indep": args.gamma_indep, "mask_ceiling": args.mask_ceiling,
-            "gamma_reg": args.gamma_reg, "equi_rampup_iters": args.equi_rampup}  # -1: config.rampup_iters(iters)
+            "gamma_reg": args.gamma_reg, "equi_rampup_iters": args.equi_rampup,  # -1: config.rampup_iters(iters)
+            **mask_floor(args.mask_floor)}
     return gan_config(
         args.size, args.config, args.width, args.d_width, args.categories, args.group_size, disc=args.disc,
         perceptual=args.perceptual, fd_net=args.fd_net, phi_gain=args.phi_gain, phi_walk=args.phi_walk,
