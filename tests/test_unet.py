@@ -166,9 +166,9 @@ def test_train_unet_cli(tiny_generator, tmp_path, capsys) -> None:
     assert "stopped by --max-minutes (continue with --resume)" in capsys.readouterr().out
     assert main(["--resume", "--max-minutes", "10", *base]) == 0
     assert "finished at step 4" in capsys.readouterr().out  # the saved config ran to its end
-    assert main(["--resume", "--steps", "6", *base]) == 0  # extended: 2 more steps, the saved schedule kept
-    assert "finished at step 6" in capsys.readouterr().out
+    assert main(["--resume", "--steps", "6", "--threads", "1", *base]) == 0  # extended: 2 more steps, the
+    assert "finished at step 6" in capsys.readouterr().out  # saved schedule kept, placement as given
     saved = json.loads((out / "config.json").read_text())
-    assert saved["steps"] == 6 and saved["lr_drop_step"] == 2
+    assert saved["steps"] == 6 and saved["lr_drop_step"] == 2 and saved["threads"] == 1
     with pytest.raises(SystemExit):
         main(["--steps", "2", *base])  # stream without --gan

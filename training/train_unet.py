@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume:
             cfg = saved_config(parser, out, UNetTrainConfig)
+            cfg = replace(cfg, device=args.device, threads=args.threads)  # placement: as given, as train_gan
             if args.max_minutes:  # a resumed run may get a new wall-time budget
                 cfg = replace(cfg, max_minutes=args.max_minutes)
             if args.precision is not None:
