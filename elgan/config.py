@@ -227,6 +227,10 @@ def mask_floor(eta: float | None) -> dict[str, Any]:
     return {} if eta is None else {"mask_size": True, "mask_size_eta": eta}
 
 
+# what a --mask-floor flag that is not given means (train_gan and the pipeline)
+MASK_FLOOR_UNSET = f"off; config A: on at {default_of(LossConfig, 'mask_size_eta')}"
+
+
 @dataclass(frozen=True)
 class RunControl:
     """Where and for how long a training program runs: the knobs the GAN and U-Net trainers share."""

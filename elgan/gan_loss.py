@@ -73,8 +73,9 @@ def mask_statistics(mask: torch.Tensor) -> dict[str, float]:
     """Mean mask area and the fraction of near-binary pixels, the collapse indicators of Fig. 2, and the
     share of near-empty samples, which a batch-mean prior (the mask ceiling) does not see."""
     m = mask.detach().float()  # [N, 1, H, W]
-    return {"mask_area": float(m.mean()), "mask_binary_frac": float(((m < 0.1) | (m > 0.9)).float().mean()),
-            "mask_empty_frac": float((m.flatten(1).mean(1) < EMPTY_AREA).float().mean())}
+    areas = m.flatten(1).mean(1)  # [N]
+    return {"mask_area": float(areas.mean()), "mask_binary_frac": float(((m < 0.1) | (m > 0.9)).float().mean()),
+            "mask_empty_frac": float((areas < EMPTY_AREA).float().mean())}
 
 
 class ElganLoss:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from elgan.config import ConfigError, default_of, replace
+from elgan.config import MASK_FLOOR_UNSET, ConfigError, default_of, replace
 from elgan.pipeline import DONE, PRESET_KNOBS, PipelineConfig, pipeline_config
 from elgan.train import distributed
 from training._cli import add_knob, print_config, run_stage, saved_config
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, PipelineConfig, "half")
     for name in OVERRIDES:  # --gan-d-width as train_gan's --d-width: not given is the generator's width
         unset = {"gan_d_width": "--gan-width (0 means the same)",
-                 "mask_floor": "off; config A: on at 0.25"}.get(name, "the preset's")
+                 "mask_floor": MASK_FLOOR_UNSET}.get(name, "the preset's")
         add_knob(p, *PRESET_KNOBS[name], _flag(name), unset=unset)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

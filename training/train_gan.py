@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from elgan.config import (
+    MASK_FLOOR_UNSET,
     ConfigError,
     DiscriminatorConfig,
     GanTrainConfig,
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, LossConfig, "gamma_bg")
     add_knob(p, LossConfig, "gamma_indep")
     add_knob(p, LossConfig, "mask_ceiling")
-    add_knob(p, LossConfig, "mask_size_eta", "--mask-floor", unset="off; config A: on at 0.25")
+    add_knob(p, LossConfig, "mask_size_eta", "--mask-floor", unset=MASK_FLOOR_UNSET)
     add_knob(p, LossConfig, "gamma_reg")
     add_knob(p, LossConfig, "equi_form")
     add_knob(p, PerturbConfig, "max_translate")
