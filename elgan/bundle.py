@@ -38,7 +38,7 @@ from .domain import DomainError, DomainStats
 from .nets.discriminator import Discriminator, build_discriminator
 from .nets.generator import LayeredGenerator
 from .nets.phi import LatentTransform
-from .nets.unet import UNet
+from .nets.unet import Segmenter, build_unet
 
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
@@ -49,7 +49,7 @@ class ModelBundle:
     generator: LayeredGenerator  # G(z, c) -> Layers; eval mode
     phi: LatentTransform | None  # latent walk T_eps^Z, None when the file has none
     perturb: PerturbConfig  # the layer perturbation T_eps^X the GAN was trained with (eps <-> params)
-    unet: UNet | None  # segmentation network F_theta, None before section 3.4's step
+    unet: Segmenter | None  # segmentation network F_theta, None before section 3.4's step
     discriminator: Discriminator | None  # D (with E_x), kept for the app's realism score; optional
     metadata: dict[str, Any] = field(default_factory=dict)  # metrics, preset, data, wall times, ...
     path: str = ""  # file it was loaded from
@@ -99,13 +99,13 @@ def unet_size_of(bundle: Bundle) -> int | None:
     return int(size) if size is not None else None
 
 
-def load_unet(path: str | os.PathLike, device: str | torch.device = "cpu") -> UNet:
+def load_unet(path: str | os.PathLike, device: str | torch.device = "cpu") -> Segmenter:
     """Only the U-Net of any bundle (pipeline bundle or U-Net checkpoint), its input_size set."""
     return _unet(load_bundle(path, require=["unet"]), device)
 
 
-def _unet(bundle: Bundle, device: str | torch.device) -> UNet:
-    unet = _build(bundle, "unet", UNet, _config(bundle, "unet", UNetConfig), device)
+def _unet(bundle: Bundle, device: str | torch.device) -> Segmenter:
+    unet = _build(bundle, "unet", build_unet, _config(bundle, "unet", UNetConfig), device)
     unet.input_size = unet_size_of(bundle)
     # channels-last weights: the same outputs (to float rounding), about 2x the batched throughput on CPU
     # (benchmarks/bench_unet.py)
@@ -138,7 +138,7 @@ def load_model_bundle(path: str | os.PathLike, device: str | torch.device = "cpu
 
 
 def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi: LatentTransform | None,
-                      perturb_cfg: PerturbConfig, unet: UNet | None = None,
+                      perturb_cfg: PerturbConfig, unet: Segmenter | None = None,
                       discriminator: Discriminator | None = None, metadata: dict[str, Any] | None = None,
                       half: bool = False, unet_size: int | None = None, domain: DomainStats | None = None) -> None:
     """Write the networks with their configs (atomically); `half` stores fp16 weights (half the size).
@@ -162,7 +162,7 @@ def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi:
 
 
 def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, out: str | os.PathLike,
-                    score: Callable[[UNet], dict[str, Any]] | None = None, half: bool = False,
+                    score: Callable[[Segmenter], dict[str, Any]] | None = None, half: bool = False,
                     extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """One bundle from a GAN file and a U-Net trained on its pairs afterwards (a longer or retrained U-Net).
 

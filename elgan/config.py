@@ -300,10 +300,20 @@ class GanTrainConfig(RunControl):
 class UNetConfig:
     in_channels: int = knob(3, "RGB input in [-1, 1]")
     base: int = knob(16, "U-Net channels at the first level; doubles at each of `depth` downsamplings", lo=1, hi=128)
-    depth: int = knob(4, "number of downsamplings", lo=1, hi=6)
+    depth: int = knob(4, "number of downsamplings (scratch encoder; the lite0 encoder has its own five)", lo=1, hi=6)
+    encoder: str = knob("scratch", "scratch: the paper's plain U-Net from random weights | lite0: the frozen ImageNet "
+                        "EfficientNet-Lite0 (elgan.nets.features) as encoder, only the decoder is trained",
+                        choices=("scratch", "lite0"))
+    encoder_scale: int = knob(2, "lite0: the image is upsampled by this before the pretrained net (its deepest "
+                              "map is 1/32 of its input)", choices=(1, 2, 4))
 
     def __post_init__(self) -> None:
         check_knobs(self)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be divisible by this (the encoder's total stride at the input's scale)."""
+        return 2**self.depth if self.encoder == "scratch" else 32 // self.encoder_scale
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .invert import InversionConfig
 from .metrics import ScoreAccumulator, SegmentationScores
 from .nets.generator import LayeredGenerator
-from .nets.unet import UNet
+from .nets.unet import Segmenter
 
 EVAL_SIZE = 128  # the literature's evaluation resolution
 THRESHOLD = 0.5  # prediction and truth are binarised at 0.5
@@ -49,7 +49,7 @@ def _device(module: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_probs(unet: UNet, images: torch.Tensor, input_size: int | None = None) -> torch.Tensor:
+def predict_probs(unet: Segmenter, images: torch.Tensor, input_size: int | None = None) -> torch.Tensor:
     """The protocol's forward pass: uint8 [B, 3, S, S] -> foreground probability [B, 1, S, S] (CPU).
 
     The images go to the model's resolution (`input_size`, default ``unet.input_size``; None keeps S)
@@ -78,7 +78,7 @@ def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], images: t
     return Evaluation(acc.result(convention), acc.per_image_iou(), paths, acc.counts)
 
 
-def evaluate_unet_detailed(unet: UNet, spec: str, split: str = "test", size: int | None = None,
+def evaluate_unet_detailed(unet: Segmenter, spec: str, split: str = "test", size: int | None = None,
                            convention: str = "dataset", batch: int = 64, input_size: int | None = None,
                            limit: int | None = None, progress: bool = False) -> Evaluation:
     """Evaluate F_theta on one split of a dataset spec at `size` (default 128); needs the split's masks."""
@@ -126,7 +126,7 @@ def fit_size(width: int, height: int, short_side: int, multiple: int) -> tuple[i
 
 
 @torch.no_grad()
-def segment_photo(unet: UNet, image: Image.Image, input_size: int | None = None) -> np.ndarray:
+def segment_photo(unet: Segmenter, image: Image.Image, input_size: int | None = None) -> np.ndarray:
     """Foreground probability [H, W] float32 of a whole RGB photo at its own resolution.
 
     Unlike the benchmark protocol nothing is cropped: the photo keeps its aspect ratio at the model's
@@ -154,7 +154,7 @@ class FolderReport(NamedTuple):
     failed: list[tuple[str, str]]  # (path, reason) of unreadable photos
 
 
-def segment_folder(unet: UNet, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
+def segment_folder(unet: Segmenter, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    input_size: int | None = None, soft: bool = False, threshold: float = THRESHOLD,
                    progress: bool = False) -> FolderReport:
     """Segment every photo under in_dir (recursively), one at a time so any folder size fits in memory.

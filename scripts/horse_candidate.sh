@@ -4,14 +4,17 @@
 # preset's U-Net budget) -> a bundle -> one score on the 250 photos. Prints the decision; ships nothing.
 #
 #   RUN=runs/horse-ceil05-long DATA=folder:../shared/data/weizmann_horse bash scripts/horse_candidate.sh
+#   GAN=checkpoints/horse.safetensors RUN=runs/horse-lite0-unet UNET_FLAGS="--encoder lite0" bash scripts/horse_candidate.sh
 # The bar is the shipped checkpoints/horse.safetensors' own scores (its metadata), read at decision time.
 set -eu
 RUN=${RUN:-runs/horse-ceil05-long}
 DATA=${DATA:-folder:../shared/data/weizmann_horse}
 THREADS=${THREADS:-2}
-GAN="$RUN/gan/best.safetensors"
+GAN=${GAN:-$RUN/gan/best.safetensors}   # the GAN (or bundle) whose generator streams the pairs
+UNET_FLAGS=${UNET_FLAGS:-}   # extra train_unet flags (e.g. --encoder lite0)
+# shellcheck disable=SC2086  # UNET_FLAGS is a list of flags
 python -m training.train_unet --out "$RUN/unet" --gan "$GAN" --source stream --size 64 --steps 1200 --batch 32 \
-  --val-every 250 --threads "$THREADS" --no-progress
+  --val-every 250 --threads "$THREADS" --no-progress $UNET_FLAGS
 python -m training.bundle --gan "$GAN" --unet "$RUN/unet/best.safetensors" --out "$RUN/bundle.safetensors" --half \
   --data "$DATA" --split test
 python -m training.evaluate --unet "$RUN/bundle.safetensors" --data "$DATA" --json | tail -n 1 > "$RUN/eval.json"

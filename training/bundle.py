@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from elgan.checkpoint import CheckpointError
     from elgan.data import DataError
     from elgan.evaluate import PROTOCOL, evaluate_unet_detailed
-    from elgan.nets.unet import UNet
+    from elgan.nets.unet import Segmenter
 
-    def score(unet: UNet) -> dict[str, Any]:
+    def score(unet: Segmenter) -> dict[str, Any]:
         ev = evaluate_unet_detailed(unet, args.data, args.split, args.size, limit=args.limit)
         return {**ev.scores.as_dict(), "data": args.data, "split": args.split, "size": args.size,
                 "protocol": PROTOCOL}

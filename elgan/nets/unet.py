@@ -5,6 +5,10 @@ to the method beyond being a decent dense predictor, so this is the textbook one
 levels two 3x3 conv-BN-ReLU, 2x2 max-pool down, bilinear x2 up (no checkerboard artefacts and half the
 parameters of transposed convs), skip concatenation, and a 1x1 head giving one foreground *logit* per
 pixel (the sigmoid lives in the loss, BCE-with-logits, for numerical stability).
+
+``encoder="lite0"`` (not the paper's) swaps the trained encoder for the frozen ImageNet EfficientNet-Lite0
+of elgan.nets.features: the decoder learns from synthetic pairs what to do with features that were
+learnt on real photos, so a gap between G's pictures and photos costs less. See PretrainedUNet.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class UNet(nn.Module):
     @property
     def multiple(self) -> int:
         """Input sides must be divisible by this."""
-        return 2**self.cfg.depth
+        return self.cfg.multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -85,3 +89,88 @@ class UNet(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Foreground probabilities [N, 1, H, W] in [0, 1] (callers set eval mode)."""
         return torch.sigmoid(self(x))
+
+
+class UpSkip(nn.Module):
+    """Like Up, for a skip with its own channel count: x2 bilinear, 1x1 to `cout`, concat, double conv."""
+
+    def __init__(self, cin: int, skip: int, cout: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(cin, cout, 1)
+        self.conv = DoubleConv(cout + skip, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([skip, self.reduce(x)], 1))
+
+
+LITE0_STEM = 32  # channels of EfficientNet-Lite0's stem (stride 2)
+
+
+class PretrainedUNet(nn.Module):
+    """F_theta with a frozen ImageNet EfficientNet-Lite0 encoder: image [N, 3, H, W] -> logits [N, 1, H, W].
+
+    The image (in [-1, 1], the features' own range) is upsampled by ``encoder_scale`` and read by the
+    pretrained net at five strides (stem 2, levels 4 / 8 / 16 / 32 of its input); a trained decoder climbs
+    back through them and ends on a full-resolution skip of its own (two 3x3 convs on the image) for
+    sharp edges. The pretrained weights are not a submodule: they are not trained, not saved (the
+    installed package provides them) and not counted in the state dict; eval-mode BatchNorm always.
+    """
+
+    def __init__(self, cfg: UNetConfig, input_size: int | None = None) -> None:
+        super().__init__()
+        from .features import LEVEL_CHANNELS
+
+        self.cfg = cfg
+        self.input_size = input_size
+        b = cfg.base
+        widths = (8 * b, 4 * b, 2 * b, 2 * b)  # decoder widths at strides 16, 8, 4, 2 of the encoder's input
+        skips = (*reversed(LEVEL_CHANNELS[:-1]), LITE0_STEM)  # 112, 40, 24 (levels 2, 1, 0), then the stem
+        ups, cin = [], LEVEL_CHANNELS[-1]
+        for skip, cout in zip(skips, widths, strict=True):
+            ups.append(UpSkip(cin, skip, cout))
+            cin = cout
+        self.ups = nn.ModuleList(ups)
+        self.image = DoubleConv(cfg.in_channels, b)  # the full-resolution skip
+        self.last = UpSkip(cin, b, b)
+        self.head = nn.Conv2d(b, 1, 1)
+
+    @property
+    def multiple(self) -> int:
+        return self.cfg.multiple
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[stem, level0 .. level3] of the frozen net on x upsampled by encoder_scale (no gradient)."""
+        from .features import pretrained_lite0
+
+        net = pretrained_lite0(x.device)
+        with torch.no_grad():
+            if self.cfg.encoder_scale != 1:
+                x = F.interpolate(x, scale_factor=self.cfg.encoder_scale, mode="bilinear", align_corners=False)
+            maps = [net.stem(x)]  # [N, 32, sH/2, sW/2]
+            for level in net.levels:
+                maps.append(level(maps[-1]))  # [N, C_l, sH/2^(l+2), sW/2^(l+2)], C = 24, 40, 112, 320
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        assert c == self.cfg.in_channels, f"expected {self.cfg.in_channels} channels, got {tuple(x.shape)}"
+        assert h % self.multiple == 0 and w % self.multiple == 0, \
+            f"H and W must be multiples of {self.multiple}, got {h}x{w}"
+        stem, *levels = self.encode(x)
+        y = levels[-1]  # [N, 320, sH/32, sW/32]
+        for up, skip in zip(self.ups, (*reversed(levels[:-1]), stem), strict=True):
+            y = up(y, skip)  # up to the stem's stride 2 of the upsampled input
+        return self.head(self.last(y, self.image(x)))  # [N, 1, H, W] logits
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self(x))
+
+
+Segmenter = UNet | PretrainedUNet  # any F_theta: forward -> logits, predict, multiple, input_size, cfg
+
+
+def build_unet(cfg: UNetConfig, input_size: int | None = None) -> Segmenter:
+    """F_theta for cfg.encoder: the paper's U-Net, or the decoder on the frozen pretrained encoder."""
+    return UNet(cfg, input_size) if cfg.encoder == "scratch" else PretrainedUNet(cfg, input_size)

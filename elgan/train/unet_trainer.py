@@ -33,7 +33,7 @@ from ..checkpoint import CheckpointError, load_bundle, load_state, save_bundle, 
 from ..config import ConfigError, RunControl, UNetConfig, check_knobs, knob, register, to_dict
 from ..metrics import ScoreAccumulator
 from ..nets.generator import LayeredGenerator
-from ..nets.unet import UNet
+from ..nets.unet import Segmenter, build_unet
 from ..synthesis import PairFolder, Pairs, derived_seed, sample_pairs, synthesize
 from . import distributed as ddp
 from .precision import Precision
@@ -78,8 +78,8 @@ class UNetTrainConfig(RunControl):
         _check(kind in ("stream", "folder", "real"),
                f"source must be stream, folder:PATH or real:SPEC, got {self.source!r}")
         _check(kind == "stream" or bool(self.source_arg), f"source {self.source!r} names no path / data spec")
-        _check(self.size >= 8 and self.size % 2**self.unet.depth == 0,
-               f"size must be a multiple of 2**unet.depth = {2**self.unet.depth}, got {self.size}")
+        _check(self.size >= 8 and self.size % self.unet.multiple == 0,
+               f"size must be a multiple of {self.unet.multiple} (the U-Net's total stride), got {self.size}")
 
     @property
     def source_kind(self) -> str:
@@ -203,7 +203,7 @@ def build_sources(cfg: UNetTrainConfig, generator: LayeredGenerator | None,
 
 
 @torch.no_grad()
-def validate(unet: UNet, val: Pairs, device: torch.device, batch: int = 100) -> float:
+def validate(unet: Segmenter, val: Pairs, device: torch.device, batch: int = 100) -> float:
     """Dataset-level foreground IoU of F_theta(x) > 0.5 against pi > 0.5 on held-out pairs."""
     was_training = unet.training
     unet.eval()
@@ -227,7 +227,7 @@ def _check_resumable(saved: dict, cfg: UNetTrainConfig) -> None:
         raise ConfigError(f"cannot resume with a different config: {', '.join(diff)} changed")
 
 
-def _save_checkpoint(run_dir: Path, name: str, unet: UNet, cfg: UNetTrainConfig, meta: dict) -> None:
+def _save_checkpoint(run_dir: Path, name: str, unet: Segmenter, cfg: UNetTrainConfig, meta: dict) -> None:
     save_bundle(run_dir / name, {"unet": unet}, {"unet": cfg.unet, "unet_train": cfg},
                 {**meta, "unet_size": cfg.size})
 
@@ -265,7 +265,7 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         torch.backends.cudnn.benchmark = True
     with torch.random.fork_rng(devices=[]):  # a seeded init without touching the caller's global RNG
         torch.manual_seed(cfg.seed)
-        unet = UNet(cfg.unet, input_size=cfg.size)
+        unet = build_unet(cfg.unet, input_size=cfg.size)
     unet = ddp.sync_batchnorm(unet.to(device, memory_format=CHANNELS_LAST).train())
     opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
     scaler = precision.grad_scaler()  # fp16 only; a pass-through otherwise
