@@ -28,7 +28,7 @@ from benchmarks._common import flops_of, median_p95, peak_memory_mb, start, time
 from elgan.bundle import load_unet  # noqa: E402
 from elgan.config import UNetConfig  # noqa: E402
 from elgan.evaluate import predict_probs, segment_folder  # noqa: E402
-from elgan.nets.unet import UNet  # noqa: E402
+from elgan.nets.unet import build_unet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,12 +57,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     shipped = load_unet(args.bundle).eval()
-    for label, cfg in ((f"shipped arch (base {shipped.cfg.base}, depth {shipped.cfg.depth})", shipped.cfg),
+    arch = (f"depth {shipped.cfg.depth}" if shipped.cfg.encoder == "scratch"
+            else f"frozen Lite0 encoder x{shipped.cfg.encoder_scale}")
+    for label, cfg in ((f"shipped arch (base {shipped.cfg.base}, {arch})", shipped.cfg),
                        ("paper arch (base 64, depth 4)", UNetConfig(base=64, depth=4))):
-        net = UNet(cfg).eval()
+        net = build_unet(cfg).eval()
         with torch.no_grad():
             flops = flops_of(lambda net=net: net(x))
-        net_cl = UNet(cfg).eval().to(memory_format=torch.channels_last)
+        net_cl = build_unet(cfg).eval().to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
 
         def nograd(net=net) -> object:

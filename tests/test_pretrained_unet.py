@@ -103,3 +103,16 @@ def test_cli_flags_reach_the_config(tmp_path, capsys) -> None:
                  "--dry-run"]) == 0
     unet = json.loads(capsys.readouterr().out)["unet"]
     assert unet["encoder"] == "lite0" and unet["encoder_scale"] == 4
+
+
+def test_the_photo_presets_use_it_and_a_flag_turns_it_off() -> None:
+    from elgan.pipeline import pipeline_config
+    from training.pipeline import build_parser
+
+    data = "folder:photos"
+    assert pipeline_config("horse", data).unet.unet.encoder == "lite0"
+    assert pipeline_config("horse128", data).unet.unet.encoder == "lite0"
+    assert pipeline_config("cpu").unet.unet.encoder == "scratch"  # the embedded data: the paper's U-Net
+    assert pipeline_config("horse", data, unet_encoder="scratch").unet.unet.encoder == "scratch"
+    args = build_parser().parse_args(["--preset", "horse", "--data", data, "--unet-encoder", "scratch"])
+    assert args.unet_encoder == "scratch"
