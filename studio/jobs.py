@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from elgan.checkpoint import atomic_write_text
-from elgan.config import ABLATIONS, SIZES, DiscriminatorConfig, knob_info, knob_range
+from elgan.config import ABLATIONS, SIZES, DiscriminatorConfig, UNetConfig, knob_info, knob_range
 from training import commands
 
 from .access import scrub_paths
@@ -44,6 +44,7 @@ GAN_WIDTH = {32: 8, 64: 12, 128: 16}  # generator width of GAN-only runs per res
 MAX_ITERS = 200_000
 MAX_THREADS = max(1, os.cpu_count() or 1)
 D_WIDTH = knob_info(DiscriminatorConfig, "width")  # the knob behind --d-width / --gan-d-width: its bounds
+ENCODERS = knob_info(UNetConfig, "encoder")["choices"]  # --encoder / --unet-encoder: scratch | lite0
 LOCK = ".studio-job.json"
 RUN_INFO, EXIT_INFO, OUTPUT = "studio.json", "studio-exit.json", "output.log"
 STOP_GRACE_S = 10.0
@@ -67,6 +68,7 @@ class TrainSettings:
     threads: int = 1  # CPU threads of the training process
     gan_bundle: str = ""  # unet program: the model bundle whose generator streams the pairs
     d_width: int = 0  # discriminator width (pipeline and gan); 0: the CLIs' default rule, the generator's width
+    unet_encoder: str = "scratch"  # U-Net encoder (pipeline and unet): the paper's from scratch, or the frozen Lite0
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def validate(s: TrainSettings, data_root: Path | None, models: list[str] | None 
     if d_width != 0 and not D_WIDTH["lo"] <= d_width <= D_WIDTH["hi"]:
         raise JobError(f"discriminator width must be 0 (the default: the generator's width) or "
                        f"{knob_range(D_WIDTH)}, got {d_width}")
+    if s.unet_encoder not in ENCODERS:
+        raise JobError(f"U-Net encoder must be one of {ENCODERS}, got {s.unet_encoder!r}")
     if s.program == "unet" and (not s.gan_bundle or s.gan_bundle not in (models or [])):
         raise JobError("U-Net-only training needs a trained GAN bundle: select one in the model selector "
                        "(not the untrained demo model)")
@@ -150,7 +154,8 @@ def command(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: boo
     if s.program == "pipeline":
         return commands.PipelineCommand(out=out, no_progress=True, preset=PIPELINE_PRESET[s.size],
                                         data=data_spec(s.dataset, data_root), gan_iters=s.iters,
-                                        unet_steps=s.unet_steps, gan_d_width=s.d_width or None, threads=s.threads)
+                                        unet_steps=s.unet_steps, gan_d_width=s.d_width or None, threads=s.threads,
+                                        unet_encoder=s.unet_encoder)
     if s.program == "gan":
         every = _every(s.iters, 500)
         return commands.GanCommand(out=out, no_progress=True, config=s.ablation, size=s.size,
@@ -162,7 +167,7 @@ def command(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: boo
     every = _every(s.unet_steps, 500)
     return commands.UNetCommand(out=out, no_progress=True, gan=s.gan_bundle, steps=s.unet_steps, batch=32,
                                 val_size=min(500, max(32, s.unet_steps)), val_every=every, ckpt_every=every,
-                                log_every=max(1, min(25, every)), threads=s.threads)
+                                log_every=max(1, min(25, every)), threads=s.threads, encoder=s.unet_encoder)
 
 
 def build_argv(s: TrainSettings, run_dir: Path, data_root: Path | None, resume: bool = False) -> list[str]:

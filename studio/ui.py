@@ -258,12 +258,13 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
             raise refuse(refused, what)
 
     def train_start(model: str, program: str, dataset: str, size: int, iters: float, ablation: str,
-                    unet_steps: float, threads: float, d_width: float | None, request: gr.Request,
-                    profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown]:
-        check(request, profile, "train_start")  # d_width last: clients that predate it get its default, 0
+                    unet_steps: float, threads: float, d_width: float | None, unet_encoder: str | None,
+                    request: gr.Request, profile: gr.OAuthProfile | None) -> tuple[str, gr.Dropdown]:
+        check(request, profile, "train_start")  # d_width, unet_encoder last: older clients get their defaults
         settings = jobs.TrainSettings(program=program, dataset=dataset, size=int(size), iters=int(iters or 0),
                                       ablation=ablation, unet_steps=int(unet_steps or 0), threads=int(threads),
-                                      gan_bundle=bundle_file(model), d_width=int(d_width or 0))
+                                      gan_bundle=bundle_file(model), d_width=int(d_width or 0),
+                                      unet_encoder=unet_encoder or jobs.TrainSettings.unet_encoder)
         try:
             st = jobs.start_job(settings, runs, data, models())
         except StudioError as exc:
@@ -328,9 +329,11 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
             registry.describe(key)
 
     def show_counts(choice: str) -> tuple[Any, ...]:
-        """Only the settings the chosen program uses: GAN iterations, U-Net steps, the ablation letter, D's width."""
+        """Only the settings the chosen program uses: GAN iterations, U-Net steps and encoder, the ablation
+        letter, D's width."""
         return (gr.Number(visible=choice != "unet"), gr.Number(visible=choice != "gan"),
-                gr.Radio(visible=choice == "gan"), gr.Number(visible=choice != "unet"))
+                gr.Radio(visible=choice == "gan"), gr.Number(visible=choice != "unet"),
+                gr.Radio(visible=choice != "gan"))
 
     with gr.Tab("Train", id="train", visible=access.offered):
         if access.why:
@@ -354,6 +357,10 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
                                 info="E: the full method; A–D leave parts out", elem_id="ablation")
             d_width = gr.Number(0, precision=0, minimum=0, maximum=jobs.D_WIDTH["hi"], label="discriminator width",
                                 elem_id="d-width", info="channels of D's first block; 0 or empty: the generator's")
+            unet_encoder = gr.Radio([("from scratch (the paper's)", "scratch"),
+                                     ("pretrained ImageNet features (better on photos)", "lite0")],
+                                    value=jobs.TrainSettings.unet_encoder, label="U-Net encoder",
+                                    elem_id="unet-encoder", visible=False)
             threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")
         with gr.Row():
             start_btn = gr.Button("Start", variant="primary")
@@ -373,15 +380,16 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
         seen = gr.State("")
         timer = gr.Timer(POLL_S, active=access.offered)
 
-    start_btn.click(train_start, [model_state, program, dataset, size, iters, ablation, unet_steps, threads, d_width],
+    start_btn.click(train_start, [model_state, program, dataset, size, iters, ablation, unet_steps, threads, d_width,
+                                  unet_encoder],
                     [status_md, runs_dd], api_name="train_start", concurrency_id="jobs", concurrency_limit=1)
     stop_btn.click(train_stop, None, status_md, api_name="train_stop", concurrency_id="jobs")
     resume_btn.click(train_resume, runs_dd, [status_md, runs_dd], api_name="train_resume", concurrency_id="jobs")
     timer.tick(train_poll, [runs_dd, seen], [status_md, tail, plot, sample, seen], api_name="train_poll",
                show_progress="hidden", trigger_mode="always_last", concurrency_id="poll")
     load_btn.click(train_load, runs_dd, [model_state, model_dd, model_info], api_name="train_load")
-    program.change(show_counts, program, [iters, unet_steps, ablation, d_width], api_name="train_show_counts",
-                   queue=False, show_progress="hidden")
+    program.change(show_counts, program, [iters, unet_steps, ablation, d_width, unet_encoder],
+                   api_name="train_show_counts", queue=False, show_progress="hidden")
     if access.offered:  # the runs as they are now (a run finished since the app started shows after a reload),
         # listed per visitor: only those who may train see them
         demo.load(train_view, None, [status_md, runs_dd], api_name="train_view", show_progress="hidden")

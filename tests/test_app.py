@@ -126,11 +126,12 @@ def test_expired_outputs_are_deleted_with_their_folders(app_demo) -> None:
 
 
 def test_train_settings_follow_the_program(client: Client) -> None:
-    """GAN iterations, U-Net steps, the ablation letter and D's width show only for the programs that use them."""
+    """GAN iterations, U-Net steps, the ablation letter, D's width and the U-Net encoder show only for the
+    programs that use them."""
     shown = {p: [u.get("visible") for u in client.predict(p, api_name="/train_show_counts")]
              for p in ("gan", "unet", "pipeline")}
-    assert shown == {"gan": [True, False, True, True], "unet": [False, True, False, False],
-                     "pipeline": [True, True, False, True]}
+    assert shown == {"gan": [True, False, True, True, False], "unet": [False, True, False, False, True],
+                     "pipeline": [True, True, False, True, True]}
 
 
 def test_explore(client: Client) -> None:

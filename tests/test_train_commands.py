@@ -195,3 +195,19 @@ def test_a_command_that_no_longer_fits_starts_nothing(tmp_path: Path, monkeypatc
     with pytest.raises(commands.CommandError, match="no option"):
         jobs.start_job(jobs.TrainSettings(), runs, None)
     assert list(runs.iterdir()) == []
+
+
+def test_the_unet_encoder_reaches_the_program(data_root: Path, tmp_path: Path) -> None:
+    """The tab's U-Net encoder is --unet-encoder / --encoder and ends in the U-Net's config; a wrong one is
+    refused before anything runs."""
+    bundle = str(write_tiny_bundle(tmp_path / "g.safetensors", with_unet=False))
+    for encoder in jobs.ENCODERS:
+        pipe = jobs.validate(jobs.TrainSettings(program="pipeline", size=32, unet_encoder=encoder), data_root)
+        _, args = parse(jobs.build_argv(pipe, RUN, data_root))
+        assert pipeline_cli.config_from_args(args).unet.unet.encoder == encoder
+        unet = jobs.validate(jobs.TrainSettings(program="unet", size=32, gan_bundle=bundle, unet_encoder=encoder),
+                             data_root, [bundle])
+        _, args = parse(jobs.build_argv(unet, RUN, data_root))
+        assert unet_cli.config_from_args(args, unet_cli.build_parser()).unet.encoder == encoder
+    with pytest.raises(jobs.JobError, match="U-Net encoder"):
+        jobs.validate(jobs.TrainSettings(program="pipeline", size=32, unet_encoder="resnet; rm -rf /"), data_root)

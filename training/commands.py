@@ -41,6 +41,7 @@ class PipelineCommand:
     unet_steps: int | None = None
     gan_d_width: int | None = None
     threads: int | None = None
+    unet_encoder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class UNetCommand:
     ckpt_every: int | None = None
     log_every: int | None = None
     threads: int | None = None
+    encoder: str | None = None
 
 
 Command = PipelineCommand | GanCommand | UNetCommand
