@@ -37,12 +37,13 @@ class Down(nn.Sequential):
 
 
 class Up(nn.Module):
-    """Bilinear x2, a 1x1 conv that halves the channels, concatenation with the skip, a double conv."""
+    """Bilinear x2, a 1x1 conv to `cout` channels, concatenation with the skip (`skip` channels, default
+    `cout`), a double conv."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, skip: int | None = None) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(cin, cout, 1)
-        self.conv = DoubleConv(2 * cout, cout)
+        self.conv = DoubleConv(cout + (cout if skip is None else skip), cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -91,19 +92,6 @@ class UNet(nn.Module):
         return torch.sigmoid(self(x))
 
 
-class UpSkip(nn.Module):
-    """Like Up, for a skip with its own channel count: x2 bilinear, 1x1 to `cout`, concat, double conv."""
-
-    def __init__(self, cin: int, skip: int, cout: int) -> None:
-        super().__init__()
-        self.reduce = nn.Conv2d(cin, cout, 1)
-        self.conv = DoubleConv(cout + skip, cout)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([skip, self.reduce(x)], 1))
-
-
 LITE0_STEM = 32  # channels of EfficientNet-Lite0's stem (stride 2)
 
 
@@ -128,11 +116,11 @@ class PretrainedUNet(nn.Module):
         skips = (*reversed(LEVEL_CHANNELS[:-1]), LITE0_STEM)  # 112, 40, 24 (levels 2, 1, 0), then the stem
         ups, cin = [], LEVEL_CHANNELS[-1]
         for skip, cout in zip(skips, widths, strict=True):
-            ups.append(UpSkip(cin, skip, cout))
+            ups.append(Up(cin, cout, skip))
             cin = cout
         self.ups = nn.ModuleList(ups)
         self.image = DoubleConv(cfg.in_channels, b)  # the full-resolution skip
-        self.last = UpSkip(cin, b, b)
+        self.last = Up(cin, b)
         self.head = nn.Conv2d(b, 1, 1)
 
     @property
