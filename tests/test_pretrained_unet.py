@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 from elgan.config import ConfigError, UNetConfig
-from elgan.metrics import segmentation_scores
 from elgan.nets.features import pretrained_lite0
 from elgan.nets.unet import PretrainedUNet, UNet, build_unet
 from elgan.train.unet_trainer import segmentation_loss
-from tests.test_unet import discs
+from tests.test_unet import iou_after_training_on_discs
 
 LITE = UNetConfig(base=4, encoder="lite0")
 
@@ -53,18 +52,7 @@ def test_only_the_decoder_is_trained_and_saved() -> None:
 
 def test_learns_a_trivial_task() -> None:
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    net = build_unet(UNetConfig(base=8, encoder="lite0"))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(100):
-        x, y = discs(16, 32, g)
-        loss = segmentation_loss(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    x, y = discs(64, 32, g)
-    assert segmentation_scores(net.predict(x), y).iou > 0.9
+    assert iou_after_training_on_discs(build_unet(UNetConfig(base=8, encoder="lite0")), 100) > 0.9
 
 
 def test_trains_bundles_and_segments_a_photo(tmp_path) -> None:
