@@ -31,6 +31,8 @@ from .registry import UNTRAINED, ModelRegistry, StudioError, label_of
 
 log = logging.getLogger("studio")
 POLL_S = 2.0  # the Train tab's refresh period
+# the Train tab's words for each U-Net encoder (jobs.ENCODERS; a new encoder without words fails at start-up)
+ENCODER_LABELS = {"scratch": "from scratch (the paper's)", "lite0": "pretrained ImageNet features (better on photos)"}
 
 
 def refuse(exc: Exception | str, where: str = "") -> gr.Error:
@@ -357,8 +359,7 @@ def train_tab(demo: gr.Blocks, registry: ModelRegistry, model_state: gr.State, m
                                 info="E: the full method; A–D leave parts out", elem_id="ablation")
             d_width = gr.Number(0, precision=0, minimum=0, maximum=jobs.D_WIDTH["hi"], label="discriminator width",
                                 elem_id="d-width", info="channels of D's first block; 0 or empty: the generator's")
-            unet_encoder = gr.Radio([("from scratch (the paper's)", "scratch"),
-                                     ("pretrained ImageNet features (better on photos)", "lite0")],
+            unet_encoder = gr.Radio([(ENCODER_LABELS[e], e) for e in jobs.ENCODERS],
                                     value=jobs.TrainSettings.unet_encoder, label="U-Net encoder",
                                     elem_id="unet-encoder", visible=False)
             threads = gr.Slider(1, jobs.MAX_THREADS, 1, step=1, label="CPU threads")

@@ -28,6 +28,7 @@ STAGE_REPEATS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-Lite0
 # The four feature levels Projected GAN taps (strides 4, 8, 16, 32): stages [0, 2), [2, 3), [3, 5), [5, 7)
 LEVEL_STAGES = ((0, 2), (2, 3), (3, 5), (5, 7))
 LEVEL_CHANNELS = (24, 40, 112, 320)
+STEM_CHANNELS = 32  # channels of the stem's output (stride 2), before the levels
 EMBED_SIZE = 224  # FD-Lite0 resizes every image to ImageNet's 224² (as FID resizes to 299²)
 EMBED_DIM = 1280  # pooled conv_head features: the space of FD-Lite0
 

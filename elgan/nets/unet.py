@@ -50,10 +50,10 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, self.reduce(x)], 1))
 
 
-class UNet(nn.Module):
-    """F_theta: image [N, 3, H, W] in [-1, 1] -> foreground logits [N, 1, H, W].
+class Segmenter(nn.Module):
+    """What every F_theta shares: image [N, 3, H, W] in [-1, 1] -> foreground logits [N, 1, H, W].
 
-    H and W must be multiples of 2**depth (32, 64 and 128 all are for the default depth 4).
+    H and W must be multiples of ``multiple`` (the encoder's total stride, UNetConfig.multiple).
     `input_size` is the resolution it was trained at (not a weight: trainers and loaders set it); the
     evaluation protocol resizes images to it and upsamples the prediction back.
     """
@@ -62,22 +62,37 @@ class UNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.input_size = input_size
-        ch = [cfg.base * 2**i for i in range(cfg.depth + 1)]  # channels per level, finest first
-        self.inc = DoubleConv(cfg.in_channels, ch[0])
-        self.downs = nn.ModuleList(Down(ch[i], ch[i + 1]) for i in range(cfg.depth))
-        self.ups = nn.ModuleList(Up(ch[i + 1], ch[i]) for i in reversed(range(cfg.depth)))
-        self.head = nn.Conv2d(ch[0], 1, 1)
 
     @property
     def multiple(self) -> int:
         """Input sides must be divisible by this."""
         return self.cfg.multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
         n, c, h, w = x.shape
         assert c == self.cfg.in_channels, f"expected {self.cfg.in_channels} channels, got {tuple(x.shape)}"
         assert h % self.multiple == 0 and w % self.multiple == 0, \
             f"H and W must be multiples of {self.multiple}, got {h}x{w}"
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Foreground probabilities [N, 1, H, W] in [0, 1] (callers set eval mode)."""
+        return torch.sigmoid(self(x))
+
+
+class UNet(Segmenter):
+    """The paper's F_theta: the textbook U-Net (32, 64 and 128 px all fit the default depth 4)."""
+
+    def __init__(self, cfg: UNetConfig, input_size: int | None = None) -> None:
+        super().__init__(cfg, input_size)
+        ch = [cfg.base * 2**i for i in range(cfg.depth + 1)]  # channels per level, finest first
+        self.inc = DoubleConv(cfg.in_channels, ch[0])
+        self.downs = nn.ModuleList(Down(ch[i], ch[i + 1]) for i in range(cfg.depth))
+        self.ups = nn.ModuleList(Up(ch[i + 1], ch[i]) for i in reversed(range(cfg.depth)))
+        self.head = nn.Conv2d(ch[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         skips = [self.inc(x)]  # [N, base, H, W]
         for down in self.downs:
             skips.append(down(skips[-1]))  # [N, base * 2^i, H / 2^i, W / 2^i]
@@ -86,16 +101,8 @@ class UNet(nn.Module):
             y = up(y, skips.pop())
         return self.head(y)  # [N, 1, H, W] logits
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Foreground probabilities [N, 1, H, W] in [0, 1] (callers set eval mode)."""
-        return torch.sigmoid(self(x))
 
-
-LITE0_STEM = 32  # channels of EfficientNet-Lite0's stem (stride 2)
-
-
-class PretrainedUNet(nn.Module):
+class PretrainedUNet(Segmenter):
     """F_theta with a frozen ImageNet EfficientNet-Lite0 encoder: image [N, 3, H, W] -> logits [N, 1, H, W].
 
     The image (in [-1, 1], the features' own range) is upsampled by ``encoder_scale`` and read by the
@@ -106,14 +113,12 @@ class PretrainedUNet(nn.Module):
     """
 
     def __init__(self, cfg: UNetConfig, input_size: int | None = None) -> None:
-        super().__init__()
-        from .features import LEVEL_CHANNELS
+        super().__init__(cfg, input_size)
+        from .features import LEVEL_CHANNELS, STEM_CHANNELS
 
-        self.cfg = cfg
-        self.input_size = input_size
         b = cfg.base
         widths = (8 * b, 4 * b, 2 * b, 2 * b)  # decoder widths at strides 16, 8, 4, 2 of the encoder's input
-        skips = (*reversed(LEVEL_CHANNELS[:-1]), LITE0_STEM)  # 112, 40, 24 (levels 2, 1, 0), then the stem
+        skips = (*reversed(LEVEL_CHANNELS[:-1]), STEM_CHANNELS)  # 112, 40, 24 (levels 2, 1, 0), then the stem
         ups, cin = [], LEVEL_CHANNELS[-1]
         for skip, cout in zip(skips, widths, strict=True):
             ups.append(Up(cin, cout, skip))
@@ -122,10 +127,6 @@ class PretrainedUNet(nn.Module):
         self.image = DoubleConv(cfg.in_channels, b)  # the full-resolution skip
         self.last = Up(cin, b)
         self.head = nn.Conv2d(b, 1, 1)
-
-    @property
-    def multiple(self) -> int:
-        return self.cfg.multiple
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[stem, level0 .. level3] of the frozen net on x upsampled by encoder_scale (no gradient)."""
@@ -141,22 +142,12 @@ class PretrainedUNet(nn.Module):
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        assert c == self.cfg.in_channels, f"expected {self.cfg.in_channels} channels, got {tuple(x.shape)}"
-        assert h % self.multiple == 0 and w % self.multiple == 0, \
-            f"H and W must be multiples of {self.multiple}, got {h}x{w}"
+        self.check_input(x)
         stem, *levels = self.encode(x)
         y = levels[-1]  # [N, 320, sH/32, sW/32]
         for up, skip in zip(self.ups, (*reversed(levels[:-1]), stem), strict=True):
             y = up(y, skip)  # up to the stem's stride 2 of the upsampled input
         return self.head(self.last(y, self.image(x)))  # [N, 1, H, W] logits
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self(x))
-
-
-Segmenter = UNet | PretrainedUNet  # any F_theta: forward -> logits, predict, multiple, input_size, cfg
 
 
 def build_unet(cfg: UNetConfig, input_size: int | None = None) -> Segmenter:
