@@ -32,6 +32,7 @@ from .config import (
     PhiConfig,
     UNetConfig,
     from_dict,
+    replace,
 )
 from .domain import ENTRY as DOMAIN_ENTRY
 from .domain import DomainError, DomainStats
@@ -163,18 +164,21 @@ def save_model_bundle(path: str | os.PathLike, generator: LayeredGenerator, phi:
 
 def assemble_bundle(gan_path: str | os.PathLike, unet_path: str | os.PathLike, out: str | os.PathLike,
                     score: Callable[[Segmenter], dict[str, Any]] | None = None, half: bool = False,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                    extra: dict[str, Any] | None = None, postprocess: str | None = None) -> dict[str, Any] | None:
     """One bundle from a GAN file and a U-Net trained on its pairs afterwards (a longer or retrained U-Net).
 
     The GAN file's ``metrics`` and ``unet`` metadata describe whichever U-Net it held before, so they are
     replaced: ``metrics`` by what `score` measures on the U-Net *as stored* (rounded to fp16 first when
     `half`), or dropped; ``unet`` by the U-Net checkpoint's own metadata and training config. The app
     shows ``metrics`` as the bundle's scores, and stale ones would credit the new U-Net with the old
-    one's numbers. Gives the metrics written.
+    one's numbers. `postprocess` sets the U-Net's mask cleaning (``UNetConfig.postprocess``; None keeps
+    the checkpoint's) before it is scored and stored. Gives the metrics written.
     """
     gan = load_model_bundle(gan_path)
     unet_file = load_bundle(unet_path, require=["unet"])
     unet = _unet(unet_file, "cpu")
+    if postprocess is not None:
+        unet.cfg = replace(unet.cfg, postprocess=postprocess)  # checked against the knob's choices
     if half:  # score exactly the weights the file will hold
         with torch.no_grad():
             for t in unet.state_dict().values():

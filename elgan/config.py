@@ -306,6 +306,10 @@ class UNetConfig:
                         choices=("scratch", "lite0"))
     encoder_scale: int = knob(2, "lite0: the image is upsampled by this before the pretrained net (its deepest "
                               "map is 1/32 of its input)", choices=(1, 2, 4))
+    postprocess: str = knob("none", "the thresholded mask as predicted | largest_filled: keep its largest 8-connected "
+                            "region and fill that region's holes (one object per photo; elgan.cleanup), in the "
+                            "evaluation, the app and the folder tool alike; training is unaffected",
+                            choices=("none", "largest_filled"))
 
     def __post_init__(self) -> None:
         check_knobs(self)

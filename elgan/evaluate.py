@@ -9,6 +9,9 @@ model is scored on the same 128 x 128 pixels whatever resolution it works at.
 Segmentation by inversion (``evaluate_inversion_detailed``) is scored on the same pixels: G's own mask
 of each inverted test image takes the U-Net's place, upsampled and thresholded the same way.
 
+A model whose ``UNetConfig.postprocess`` is set has its thresholded mask cleaned (elgan/cleanup.py) before
+it is scored, as the app and the folder tool clean it: the step is part of the model.
+
 Scores use the dataset-level convention by default (see ``metrics.py``); per-image IoUs are kept so
 reports can show the best and worst cases.
 """
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from .cleanup import clean_batch, clean_probability
 from .invert import InversionConfig
 from .metrics import ScoreAccumulator, SegmentationScores
 from .nets.generator import LayeredGenerator
@@ -49,11 +53,13 @@ def _device(module: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_probs(unet: Segmenter, images: torch.Tensor, input_size: int | None = None) -> torch.Tensor:
+def predict_probs(unet: Segmenter, images: torch.Tensor, input_size: int | None = None,
+                  postprocess: str | None = None) -> torch.Tensor:
     """The protocol's forward pass: uint8 [B, 3, S, S] -> foreground probability [B, 1, S, S] (CPU).
 
     The images go to the model's resolution (`input_size`, default ``unet.input_size``; None keeps S)
-    and the probability comes back to S bilinearly, before any threshold.
+    and the probability comes back to S bilinearly, before any threshold; then the model's cleaning
+    (`postprocess`, default ``unet.cfg.postprocess``) at the protocol's threshold.
     """
     size = input_size or unet.input_size
     s = images.shape[-1]
@@ -63,7 +69,7 @@ def predict_probs(unet: Segmenter, images: torch.Tensor, input_size: int | None 
     prob = torch.sigmoid(unet(x))  # [B, 1, size, size]
     if prob.shape[-2:] != images.shape[-2:]:
         prob = F.interpolate(prob, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return prob.cpu()
+    return clean_batch(prob.cpu(), THRESHOLD, postprocess or unet.cfg.postprocess)
 
 
 def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
@@ -80,8 +86,11 @@ def score_predictions(predict: Callable[[torch.Tensor], torch.Tensor], images: t
 
 def evaluate_unet_detailed(unet: Segmenter, spec: str, split: str = "test", size: int | None = None,
                            convention: str = "dataset", batch: int = 64, input_size: int | None = None,
-                           limit: int | None = None, progress: bool = False) -> Evaluation:
-    """Evaluate F_theta on one split of a dataset spec at `size` (default 128); needs the split's masks."""
+                           limit: int | None = None, progress: bool = False,
+                           postprocess: str | None = None) -> Evaluation:
+    """Evaluate F_theta on one split of a dataset spec at `size` (default 128); needs the split's masks.
+
+    `postprocess` overrides the model's own mask cleaning (None: the model's)."""
     from .data import DataError, load_dataset  # lazy: evaluating predictions needs no data loaders
 
     data = load_dataset(spec, split, size or EVAL_SIZE, with_masks=True, limit=limit, progress=progress)
@@ -90,7 +99,7 @@ def evaluate_unet_detailed(unet: Segmenter, spec: str, split: str = "test", size
     was_training = unet.training
     unet.eval()
     try:
-        return score_predictions(lambda x: predict_probs(unet, x, input_size), data.images, data.masks,
+        return score_predictions(lambda x: predict_probs(unet, x, input_size, postprocess), data.images, data.masks,
                                  convention, batch, data.paths, progress)
     finally:
         unet.train(was_training)
@@ -126,12 +135,13 @@ def fit_size(width: int, height: int, short_side: int, multiple: int) -> tuple[i
 
 
 @torch.no_grad()
-def segment_photo(unet: Segmenter, image: Image.Image, input_size: int | None = None) -> np.ndarray:
+def segment_photo(unet: Segmenter, image: Image.Image, input_size: int | None = None,
+                  threshold: float = THRESHOLD, postprocess: str | None = None) -> np.ndarray:
     """Foreground probability [H, W] float32 of a whole RGB photo at its own resolution.
 
     Unlike the benchmark protocol nothing is cropped: the photo keeps its aspect ratio at the model's
     scale (shorter side -> input_size, sides rounded to the U-Net's multiple), and the probability is
-    upsampled to the photo's size.
+    upsampled to the photo's size, then cleaned at `threshold` by `postprocess` (None: the model's own).
     """
     size = input_size or unet.input_size or EVAL_SIZE
     w, h = image.size
@@ -145,7 +155,8 @@ def segment_photo(unet: Segmenter, image: Image.Image, input_size: int | None = 
     finally:
         unet.train(was_training)
     prob = F.interpolate(prob, size=(h, w), mode="bilinear", align_corners=False)
-    return prob[0, 0].cpu().numpy().astype(np.float32)
+    prob = prob[0, 0].cpu().numpy().astype(np.float32)
+    return clean_probability(prob, threshold, postprocess or unet.cfg.postprocess)
 
 
 class FolderReport(NamedTuple):
@@ -180,7 +191,7 @@ def segment_folder(unet: Segmenter, in_dir: str | os.PathLike, out_dir: str | os
         except DataError as exc:
             failed.append((str(path), str(exc)))
             continue
-        prob = segment_photo(unet, image, input_size)  # [H, W] in [0, 1]
+        prob = segment_photo(unet, image, input_size, threshold)  # [H, W] in [0, 1], the model's cleaning
         alpha = np.round(prob * 255).astype(np.uint8)
         mask = alpha if soft else ((prob > threshold) * 255).astype(np.uint8)
         mask_path.parent.mkdir(parents=True, exist_ok=True)

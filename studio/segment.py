@@ -94,16 +94,26 @@ def soft_alpha(probability: np.ndarray, threshold: float) -> np.ndarray:
     return np.clip((probability - threshold) / EDGE_SOFTNESS + 0.5, 0.0, 1.0).astype(np.float32)
 
 
+def cleaning_note(model: ModelBundle, clean: bool) -> str:
+    """The caption's words on the mask cleaning ("" for a model without one)."""
+    if model.unet is None or model.unet.cfg.postprocess == "none":
+        return ""
+    return " · mask cleaned: largest region, holes filled" if clean else " · raw mask (cleaning off)"
+
+
 @torch.inference_mode()
-def segment(model: ModelBundle, image: Image.Image, threshold: float = 0.5) -> Segmentation:
-    """F_theta on the whole photo at its own aspect ratio (shorter side -> the U-Net's resolution)."""
+def segment(model: ModelBundle, image: Image.Image, threshold: float = 0.5, clean: bool = True) -> Segmentation:
+    """F_theta on the whole photo at its own aspect ratio (shorter side -> the U-Net's resolution); with
+    `clean` the mask is cleaned as the model's scores were measured (its U-Net's postprocess), without it
+    the raw thresholded mask is shown."""
     if model.unet is None:
         raise StudioError("this model has no U-Net (a GAN-only checkpoint); select a pipeline bundle, or "
                           "train a U-Net for it in the Train tab")
     if not 0.0 < threshold < 1.0:
         raise StudioError(f"threshold must be in (0, 1), got {threshold}")
     rgb = np.asarray(image.convert("RGB"))  # [H, W, 3]
-    prob = segment_photo(model.unet, image, model.unet_size)  # [H, W] float32
+    prob = segment_photo(model.unet, image, model.unet_size, threshold,
+                         None if clean else "none")  # [H, W] float32
     fg = prob > threshold
     alpha = soft_alpha(prob, threshold)
     tint = np.array([30, 60, 160], np.float32)

@@ -212,7 +212,8 @@ def more_pictures(registry: ModelRegistry, model_state: gr.State, seed: gr.Numbe
 def segment_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequence[str]) -> None:
     """The "Segment" tab: an upload -> the U-Net's mask, overlay, cut-out and a new generated background, with
     a warning when the image is unlike the model's training images."""
-    def run_segment(model: str, upload: Any, threshold: float, bg_seed: float) -> tuple[Any, ...]:
+    def run_segment(model: str, upload: Any, threshold: float, bg_seed: float,
+                    clean: bool = True) -> tuple[Any, ...]:
         name = upload.get("orig_name") if isinstance(upload, dict) else None
         try:
             path = segment.upload_path(upload)
@@ -220,7 +221,7 @@ def segment_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequen
                 return None, None, None, None, "Drop, paste or pick an image above.", ""
             image = segment.read_upload(path, label=name)
             m = registry.get(model)
-            seg = segment.segment(m, image, float(threshold))
+            seg = segment.segment(m, image, float(threshold), bool(clean))
             replaced = segment.replace_background(m, image, seg.alpha, int(bg_seed or 0))
             check = segment.domain_check(m, image, path)
         except StudioError as exc:
@@ -228,6 +229,7 @@ def segment_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequen
         w, h = image.size
         text = (f"{name or 'image'}: processed at {w}×{h} px (longer side ≤ {segment.WORK_SIDE}) · object "
                 f"{100 * float((seg.probability > threshold).mean()):.0f}% of the image"
+                + segment.cleaning_note(m, bool(clean))
                 + (" · **untrained model: the mask is meaningless**" if model == UNTRAINED else "")
                 + (f" · {check.note}" if check is not None else ""))
         return seg.mask, seg.overlay, seg.cutout, replaced, text, segment.warning_text(check)
@@ -246,6 +248,9 @@ def segment_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequen
                     bg_seed = gr.Number(0, label="new background (random seed)", precision=0, minimum=0,
                                         maximum=render.MAX_SEED)
                     bg_rand = gr.Button("random", min_width=80, scale=0)
+                clean = gr.Checkbox(True, label="clean the mask as the model does",
+                                    info="models made for photos of one object keep the mask's largest "
+                                         "region and fill its holes; off: the raw thresholded mask")
                 seg_btn = gr.Button("Segment", variant="primary")
                 seg_caption = gr.Markdown(elem_id="seg-caption")
         gr.Examples([[p] for p in examples], inputs=[upload], label="examples made by this project "
@@ -260,8 +265,8 @@ def segment_tab(registry: ModelRegistry, model_state: gr.State, examples: Sequen
     # not leave the previous image's caption under the error
     upload.change(None, None, [seg_caption, seg_warning], js="() => ['', '']", show_progress="hidden")
     # the upload reaches the handler as a file dict (preprocess=False): Gradio never decodes it
-    gr.on([upload.change, seg_btn.click, threshold.release, bg_seed.change, model_state.change], run_segment,
-          [model_state, upload, threshold, bg_seed],
+    gr.on([upload.change, seg_btn.click, threshold.release, bg_seed.change, clean.change, model_state.change],
+          run_segment, [model_state, upload, threshold, bg_seed, clean],
           [seg_mask, seg_overlay, seg_cut, seg_new, seg_caption, seg_warning],
           api_name="segment", preprocess=False, trigger_mode="always_last", concurrency_limit=1)
     bg_rand.click(lambda: random.randint(0, 99_999), None, bg_seed, api_name="random_background", queue=False)

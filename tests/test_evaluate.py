@@ -56,8 +56,9 @@ class HalfPlane(nn.Module):
 
     multiple = 16
 
-    def __init__(self) -> None:
+    def __init__(self, postprocess: str = "none") -> None:
         super().__init__()
+        self.cfg = UNetConfig(postprocess=postprocess)
         self.input_size = 64
         self.dummy = nn.Parameter(torch.zeros(()))
         self.seen: list[tuple[int, ...]] = []

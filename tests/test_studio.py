@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import json
 import os
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 
 from elgan.bundle import save_model_bundle
+from elgan.cleanup import largest_filled
 from elgan.config import GeneratorConfig, PerturbConfig, PhiConfig, UNetConfig
 from elgan.nets.generator import LayeredGenerator
 from elgan.nets.phi import LatentTransform
@@ -240,6 +243,24 @@ def test_segment_outputs(reg, tmp_path: Path) -> None:
     gan_only = write_tiny_bundle(tmp_path / "checkpoints" / "gan.safetensors", with_unet=False)
     with pytest.raises(StudioError, match="no U-Net"):
         segment.segment(registry.get(gan_only.name), image)
+
+
+def test_segment_cleans_as_the_model_says_unless_told_not_to(reg) -> None:
+    registry, key = reg
+    model = registry.get(key)
+    unet = copy.deepcopy(model.unet)
+    unet.cfg = dataclasses.replace(unet.cfg, postprocess="largest_filled")
+    cleaning = dataclasses.replace(model, unet=unet)
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    t = float(np.median(segment.segment(model, image, 0.5).probability))  # an untrained U-Net: half object
+    raw = segment.segment(model, image, t)
+    cleaned = segment.segment(cleaning, image, t)
+    assert np.array_equal(cleaned.mask[..., 0] > 0, largest_filled(raw.mask[..., 0] > 0))
+    assert not np.array_equal(cleaned.mask, raw.mask)  # this untrained U-Net's mask has regions to drop
+    assert np.array_equal(segment.segment(cleaning, image, t, clean=False).mask, raw.mask)
+    assert np.array_equal(segment.segment(model, image, t, clean=True).mask, raw.mask)  # nothing to clean by
+    assert "holes filled" in segment.cleaning_note(cleaning, True)
+    assert "raw" in segment.cleaning_note(cleaning, False) and segment.cleaning_note(model, True) == ""
 
 
 def test_examples_are_readable(reg, tmp_path: Path) -> None:

@@ -5,6 +5,9 @@
   python -m training.bundle --gan checkpoints/default.safetensors --unet runs/u/best.safetensors \\
       --out checkpoints/default.safetensors --half --split test      # replace the shipped U-Net
 
+--postprocess sets how the U-Net's thresholded mask is cleaned (none, or largest_filled: its largest
+region with the holes filled, for photos of one object); the scores are measured with it.
+
 The bundle's scores (what the app shows) are measured here on the U-Net as stored (after fp16 rounding
 with --half), on --data / --split under the evaluation protocol; the GAN file's old scores described
 another U-Net and are never carried over. --no-eval writes the bundle without scores.
@@ -16,6 +19,9 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from elgan.config import UNetConfig
+from training._cli import add_knob
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128, help="evaluation resolution (the paper's 128)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N images (n is recorded)")
     p.add_argument("--no-eval", action="store_true", help="write the bundle without scores")
+    add_knob(p, UNetConfig, "postprocess", unset="the U-Net checkpoint's own")
     args = p.parse_args(argv)
     if not args.out.endswith(".safetensors"):
         p.error(f"--out must name a .safetensors file, got {args.out!r}")
@@ -48,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 "protocol": PROTOCOL}
 
     try:
-        metrics = assemble_bundle(args.gan, args.unet, args.out, None if args.no_eval else score, half=args.half)
+        metrics = assemble_bundle(args.gan, args.unet, args.out, None if args.no_eval else score, half=args.half,
+                                  postprocess=args.postprocess)
     except (CheckpointError, DataError, OSError) as exc:
         print(f"error: {exc} (nothing was written)", file=sys.stderr)
         return 2

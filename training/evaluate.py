@@ -11,7 +11,8 @@ It costs seconds per image, so --limit is useful; the seconds per image are prin
 
 Images and masks are resized (shorter side) and centre-cropped to --size (128, as the literature); a
 U-Net trained at a lower resolution sees the image at its own size and its probability is upsampled to
---size before the 0.5 threshold. With --json the LAST line printed is one JSON object
+--size before the 0.5 threshold, and the mask is cleaned as the model says (its U-Net's postprocess;
+--postprocess overrides it). With --json the LAST line printed is one JSON object
 {"acc": ..., "iou": ..., "miou": ..., "n": ..., "method": ..., "seconds_per_image": ...}, metrics in [0, 1].
 """
 
@@ -22,7 +23,9 @@ import csv
 import json
 import sys
 
+from elgan.config import UNetConfig
 from elgan.metrics import CONVENTIONS, error_shares, mask_areas
+from training._cli import add_knob
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="evaluation resolution (default 128, the paper's)")
     p.add_argument("--input-size", type=int, default=None,
                    help="resolution fed to the U-Net (default: the one stored in the bundle)")
+    add_knob(p, UNetConfig, "postprocess", unset="the model's own")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="score only the first N images of the split")
     p.add_argument("--per-image", default="", help="also write per-image IoU to this CSV file")
@@ -85,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             unet = load_unet(args.bundle, device)
             result = evaluate_unet_detailed(unet, args.data, args.split, args.size, args.convention, args.batch,
-                                            args.input_size, args.limit, args.progress)
+                                            args.input_size, args.limit, args.progress, args.postprocess)
             per_image_s = (time.perf_counter() - t0) / max(1, result.scores.n)
-            how = f"U-Net input {args.input_size or unet.input_size or args.size}"
+            how = (f"U-Net input {args.input_size or unet.input_size or args.size}, mask cleaning "
+                   f"{args.postprocess or unet.cfg.postprocess}")
     except (CheckpointError, DataError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

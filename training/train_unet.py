@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, UNetConfig, "depth")
     add_knob(p, UNetConfig, "encoder")
     add_knob(p, UNetConfig, "encoder_scale")
+    add_knob(p, UNetConfig, "postprocess")
     for name in ("seed", "val_size", "val_fraction", "val_every", "log_every", "ckpt_every", "max_minutes", "device",
                  "threads"):
         add_knob(p, UNetTrainConfig, name)
@@ -67,7 +68,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     drop = args.lr_drop_step if args.lr_drop_step is not None else lr_drop_step(steps)
     return UNetTrainConfig(source=source, gan=args.gan, size=size,
                            unet=UNetConfig(base=args.base, depth=args.depth, encoder=args.encoder,
-                                           encoder_scale=args.encoder_scale), steps=steps,
+                                           encoder_scale=args.encoder_scale, postprocess=args.postprocess),
+                           steps=steps,
                            batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed,
                            val_fraction=args.val_fraction, val_size=args.val_size, val_every=args.val_every,
                            log_every=args.log_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
