@@ -167,7 +167,7 @@ class FolderReport(NamedTuple):
 
 def segment_folder(unet: Segmenter, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
                    input_size: int | None = None, soft: bool = False, threshold: float = THRESHOLD,
-                   progress: bool = False) -> FolderReport:
+                   progress: bool = False, postprocess: str | None = None) -> FolderReport:
     """Segment every photo under in_dir (recursively), one at a time so any folder size fits in memory.
 
     Writes out_dir/masks/<rel>.png (0/255 at `threshold`, or round(255 p) with `soft`) and
@@ -191,7 +191,7 @@ def segment_folder(unet: Segmenter, in_dir: str | os.PathLike, out_dir: str | os
         except DataError as exc:
             failed.append((str(path), str(exc)))
             continue
-        prob = segment_photo(unet, image, input_size, threshold)  # [H, W] in [0, 1], the model's cleaning
+        prob = segment_photo(unet, image, input_size, threshold, postprocess)  # [H, W] in [0, 1], cleaned
         alpha = np.round(prob * 255).astype(np.uint8)
         mask = alpha if soft else ((prob > threshold) * 255).astype(np.uint8)
         mask_path.parent.mkdir(parents=True, exist_ok=True)

@@ -139,3 +139,19 @@ def test_bundle_stores_the_cleaning_and_evaluate_can_override_it(tmp_path: Path,
     assert "mask cleaning none" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         evaluate_main([*args, "--postprocess", "fill"])
+
+
+def test_folder_tool_cleans_as_the_model_says(tmp_path: Path) -> None:
+    from elgan.evaluate import segment_folder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.png")
+    net = Scene("largest_filled")
+    segment_folder(net, photos, tmp_path / "clean")  # type: ignore[arg-type]
+    segment_folder(net, photos, tmp_path / "raw", postprocess="none")  # type: ignore[arg-type]
+    clean = np.asarray(Image.open(tmp_path / "clean" / "masks" / "a.png")) > 0
+    raw = np.asarray(Image.open(tmp_path / "raw" / "masks" / "a.png")) > 0
+    assert np.array_equal(clean, largest_filled(_scene())) and np.array_equal(raw, _scene())
+    alpha = np.asarray(Image.open(tmp_path / "clean" / "cutouts" / "a.png"))[..., 3]
+    assert alpha[12:16, 12:16].min() == 255 and alpha[26:28, 26:28].max() == 0  # the cut-out agrees

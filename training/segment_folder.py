@@ -4,7 +4,9 @@
 
 Writes <out>/masks/<name>.png (white = foreground) and <out>/cutouts/<name>.png (the photo with the
 foreground probability as alpha), mirroring sub-folders. Photos are read one at a time, so folder size
-does not matter; photos already done are skipped, so re-running finishes an interrupted job.
+does not matter; photos already done are skipped, so re-running finishes an interrupted job. The masks
+are cleaned as the model says (its U-Net's postprocess, e.g. the largest region with holes filled);
+--postprocess none writes the raw thresholded masks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from elgan.config import UNetConfig
+from training._cli import add_knob
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", action="store_true",
                    help="write the probability (0-255) instead of a 0/255 mask")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground where probability > this")
+    add_knob(p, UNetConfig, "postprocess", unset="the model's own")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved settings and exit")
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         unet = load_unet(args.unet, resolve_device(args.device))
         report = segment_folder(unet, args.in_dir, args.out, args.input_size, args.soft, args.threshold,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, postprocess=args.postprocess)
     except (CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
