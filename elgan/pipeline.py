@@ -122,6 +122,7 @@ class PresetSpec(NamedTuple):
     mask_floor: float | None = None  # the second "unset": the ablation's (A: PerturbGAN's floor at 0.25)
     max_translate: float = default_of(PerturbConfig, "max_translate")
     unet_encoder: str = default_of(UNetConfig, "encoder")
+    unet_postprocess: str = default_of(UNetConfig, "postprocess")
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -209,6 +210,7 @@ PRESET_KNOBS: dict[str, tuple[type, str]] = {
     "gamma_bg": (LossConfig, "gamma_bg"), "gamma_indep": (LossConfig, "gamma_indep"),
     "mask_ceiling": (LossConfig, "mask_ceiling"), "mask_floor": (LossConfig, "mask_size_eta"),
     "max_translate": (PerturbConfig, "max_translate"), "unet_encoder": (UNetConfig, "encoder"),
+    "unet_postprocess": (UNetConfig, "postprocess"),
 }
 
 
@@ -242,7 +244,8 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
                      perturb_overrides={"max_translate": s.max_translate},
                      **common)
     unet = UNetTrainConfig(source="stream", size=s.size,
-                           unet=UNetConfig(base=s.unet_base, depth=s.unet_depth, encoder=s.unet_encoder),
+                           unet=UNetConfig(base=s.unet_base, depth=s.unet_depth, encoder=s.unet_encoder,
+                                           postprocess=s.unet_postprocess),
                            steps=s.unet_steps, batch=s.unet_batch,
                            lr_drop_step=lr_drop_step(s.unet_steps),
                            val_size=s.val_size, val_every=min(s.val_every, s.unet_steps),

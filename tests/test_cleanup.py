@@ -155,3 +155,20 @@ def test_folder_tool_cleans_as_the_model_says(tmp_path: Path) -> None:
     assert np.array_equal(clean, largest_filled(_scene())) and np.array_equal(raw, _scene())
     alpha = np.asarray(Image.open(tmp_path / "clean" / "cutouts" / "a.png"))[..., 3]
     assert alpha[12:16, 12:16].min() == 255 and alpha[26:28, 26:28].max() == 0  # the cut-out agrees
+
+
+def test_the_training_programs_set_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from elgan.pipeline import pipeline_config
+    from training.pipeline import main as pipeline_main
+    from training.train_unet import main as unet_main
+
+    assert pipeline_config("cpu").unet.unet.postprocess == "none"
+    assert pipeline_config("cpu", unet_postprocess="largest_filled").unet.unet.postprocess == "largest_filled"
+    assert pipeline_main(["--preset", "tiny", "--out", str(tmp_path / "p"), "--unet-postprocess", "largest_filled",
+                          "--dry-run"]) == 0
+    assert '"postprocess": "largest_filled"' in capsys.readouterr().out
+    assert unet_main(["--out", str(tmp_path / "u"), "--source", "folder:x", "--postprocess", "largest_filled",
+                      "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["unet"]["postprocess"] == "largest_filled"
