@@ -26,6 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import flops_of, median_p95, peak_memory_mb, start, time_ms  # noqa: E402
 from elgan.bundle import load_unet  # noqa: E402
+from elgan.cleanup import clean_probability  # noqa: E402
 from elgan.config import UNetConfig  # noqa: E402
 from elgan.evaluate import predict_probs, segment_folder  # noqa: E402
 from elgan.nets.unet import build_unet  # noqa: E402
@@ -96,6 +97,15 @@ def main() -> None:
     batch = torch.randint(0, 256, (args.batch, 3, 128, 128), dtype=torch.uint8)
     row(f"protocol, shipped bundle, batch {args.batch}", lambda: predict_probs(shipped, batch),
         max(100, args.runs // 10), gflops, flops * args.batch, per_call=args.batch)
+
+    # the one-object cleaning (elgan/cleanup.py) at the app's largest working size: a smooth random
+    # probability map (blobs of every size, many holes) is its worst ordinary case
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 96, 128), 3, 1, 1)
+    prob = torch.nn.functional.interpolate(smooth, size=(768, 1024), mode="bilinear")[0, 0].numpy()
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    row("mask cleaning (largest_filled) of a 1024x768 probability map", lambda: clean_probability(
+        prob, 0.5, "largest_filled"), max(10, args.runs // 10), gflops, None)
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "photos"
