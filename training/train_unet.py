@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knob(p, UNetConfig, "encoder")
     add_knob(p, UNetConfig, "encoder_scale")
     add_knob(p, UNetConfig, "postprocess")
+    add_knob(p, UNetTrainConfig, "augment")
     for name in ("seed", "val_size", "val_fraction", "val_every", "log_every", "ckpt_every", "max_minutes", "device",
                  "threads"):
         add_knob(p, UNetTrainConfig, name)
@@ -70,7 +71,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                            unet=UNetConfig(base=args.base, depth=args.depth, encoder=args.encoder,
                                            encoder_scale=args.encoder_scale, postprocess=args.postprocess),
                            steps=steps,
-                           batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed,
+                           batch=args.batch, lr=args.lr, lr_drop_step=drop, seed=args.seed, augment=args.augment,
                            val_fraction=args.val_fraction, val_size=args.val_size, val_every=args.val_every,
                            log_every=args.log_every, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
                            device=args.device, threads=args.threads,

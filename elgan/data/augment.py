@@ -156,3 +156,21 @@ def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator | None
     for name in parse_policy(policy):
         x = _OPS[name](x, generator)
     return x.contiguous()
+
+
+PAIR_CROP_SCALE = (0.5, 1.0)  # the U-Net pairs' RandomResizedCrop scale range
+
+
+def augment_pairs(images: torch.Tensor, masks: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segmentation pairs, images [N, 3, H, W] in [-1, 1] and masks [N, 1, H, W] in [0, 1], augmented so a
+    U-Net cannot lean on the generator's exact framing and colours: one flip and one random resized crop
+    (scale 0.5-1) shared by each image and its mask, then DiffAugment's colour jitter on the image alone."""
+    _check(images)
+    _check(masks)
+    if images.shape[0] != masks.shape[0] or images.shape[2:] != masks.shape[2:]:
+        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not pair up")
+    both = torch.cat([images, masks.to(images.dtype)], 1)  # [N, 4, H, W]: one geometry for both
+    both = random_resized_crop(random_hflip(both, generator), PAIR_CROP_SCALE, generator=generator)
+    x, m = both[:, :3], both[:, 3:]
+    return _color(x, generator).clamp(-1, 1), m.clamp(0, 1)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import CheckpointError, load_bundle, load_state, save_bundle, save_state
 from ..config import ConfigError, RunControl, UNetConfig, check_knobs, knob, register, to_dict
+from ..data.augment import augment_pairs
 from ..metrics import ScoreAccumulator
 from ..nets.generator import LayeredGenerator
 from ..nets.unet import Segmenter, build_unet
@@ -65,6 +66,9 @@ class UNetTrainConfig(RunControl):
                              "12,000; config.lr_drop_step)", lo=0)
     lr_drop_factor: float = knob(0.2, "the learning rate's factor from lr_drop_step on (paper)", gt=0, hi=1)
     seed: int = knob(0, "seeds the weight init, the training draws and the held-out draw", lo=0)
+    augment: str = knob("none", "training pairs as drawn | photo: each picture and its mask flipped and cropped "
+                        "together (scale 0.5-1), the picture's colours jittered (elgan.data.augment.augment_pairs); "
+                        "validation pairs are never augmented", choices=("none", "photo"))
     val_fraction: float = knob(0.1, "folder / real sources: share held out for checkpoint selection (ILSGAN: 90/10)",
                                gt=0, lt=1)
     val_size: int = knob(500, "stream source: number of held-out pairs, drawn once with a separate seed", lo=1)
@@ -299,6 +303,9 @@ def _train(cfg: UNetTrainConfig, run_dir: Path, generator: LayeredGenerator | No
         pairs = source.draw(batch, rng)
         x = pairs.images.to(device, non_blocking=True, memory_format=CHANNELS_LAST)  # [B, 3, S, S] in [-1, 1]
         y = pairs.masks.to(device, non_blocking=True)  # [B, 1, S, S] soft pi
+        if cfg.augment == "photo":
+            x, y = augment_pairs(x, y, rng)
+            x = x.contiguous(memory_format=CHANNELS_LAST)
         with precision.autocast():
             logits = model(x)
         loss = segmentation_loss(logits.float(), y)  # the BCE in fp32
