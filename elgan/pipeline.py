@@ -123,6 +123,7 @@ class PresetSpec(NamedTuple):
     max_translate: float = default_of(PerturbConfig, "max_translate")
     unet_encoder: str = default_of(UNetConfig, "encoder")
     unet_postprocess: str = default_of(UNetConfig, "postprocess")
+    unet_augment: str = default_of(UNetTrainConfig, "augment")
 
 
 SPECS: dict[str, PresetSpec] = {
@@ -210,7 +211,7 @@ PRESET_KNOBS: dict[str, tuple[type, str]] = {
     "gamma_bg": (LossConfig, "gamma_bg"), "gamma_indep": (LossConfig, "gamma_indep"),
     "mask_ceiling": (LossConfig, "mask_ceiling"), "mask_floor": (LossConfig, "mask_size_eta"),
     "max_translate": (PerturbConfig, "max_translate"), "unet_encoder": (UNetConfig, "encoder"),
-    "unet_postprocess": (UNetConfig, "postprocess"),
+    "unet_postprocess": (UNetConfig, "postprocess"), "unet_augment": (UNetTrainConfig, "augment"),
 }
 
 
@@ -246,7 +247,7 @@ def pipeline_config(preset: str = "cpu", data: str = "synthetic", **overrides: A
     unet = UNetTrainConfig(source="stream", size=s.size,
                            unet=UNetConfig(base=s.unet_base, depth=s.unet_depth, encoder=s.unet_encoder,
                                            postprocess=s.unet_postprocess),
-                           steps=s.unet_steps, batch=s.unet_batch,
+                           steps=s.unet_steps, batch=s.unet_batch, augment=s.unet_augment,
                            lr_drop_step=lr_drop_step(s.unet_steps),
                            val_size=s.val_size, val_every=min(s.val_every, s.unet_steps),
                            log_every=min(25, max(1, s.unet_steps // 10)),

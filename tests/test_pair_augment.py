@@ -61,3 +61,12 @@ def test_the_trainer_augments_when_told(tmp_path) -> None:
     assert '"augment": "photo"' in (tmp_path / "aug" / "config.json").read_text()
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--source", "folder:x", "--augment", "heavy"])
+
+
+def test_the_pipeline_passes_it_on() -> None:
+    from elgan.pipeline import pipeline_config
+    from training.pipeline import build_parser
+
+    assert pipeline_config("cpu").unet.augment == "none"
+    assert pipeline_config("cpu", unet_augment="photo").unet.augment == "photo"
+    assert build_parser().parse_args(["--preset", "tiny", "--unet-augment", "photo"]).unet_augment == "photo"

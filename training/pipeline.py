@@ -36,7 +36,7 @@ OVERRIDES = (
     "unet_minutes", "seed", "threads", "eval_limit", "ablation", "gan_init", "diffaugment", "gan_categories",
     "gan_group_size", "gan_d_width", "fd_every", "fd_samples", "val_size", "val_every", "disc", "perceptual",
     "fd_net", "gamma_bg", "gamma_indep", "mask_ceiling", "mask_floor", "max_translate", "unet_encoder",
-    "unet_postprocess",
+    "unet_postprocess", "unet_augment",
 )
 TOP_FLAGS = ("eval_data", "eval_split", "eval_convention", "feature_cache")  # PipelineConfig knobs (None: default)
 STAGE_FLAGS = ("device", "precision")  # preset fields of both training stages (None: the preset's)
