@@ -67,6 +67,8 @@ def test_the_pipeline_passes_it_on() -> None:
     from elgan.pipeline import pipeline_config
     from training.pipeline import build_parser
 
-    assert pipeline_config("cpu").unet.augment == "none"
+    assert pipeline_config("cpu").unet.augment == "none"  # the embedded data: the paper's recipe
+    assert pipeline_config("horse", "folder:photos").unet.augment == "photo"  # photos: augmented pairs
+    assert pipeline_config("horse128", "folder:photos").unet.augment == "photo"
     assert pipeline_config("cpu", unet_augment="photo").unet.augment == "photo"
     assert build_parser().parse_args(["--preset", "tiny", "--unet-augment", "photo"]).unet_augment == "photo"
