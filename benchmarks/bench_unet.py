@@ -6,7 +6,8 @@
 Rows: (1) the U-Net alone on a 128² input, batch 1, for the shipped architecture and the paper's
 (base 64), per execution variant (no_grad, inference_mode, channels_last, bf16 autocast); (2) the
 evaluation protocol on one 128² image with the shipped bundle (resize to its working size, forward,
-bilinear upsampling to 128²); (3) the same batched (64 images per call): images/s; (4) segment_folder on
+bilinear upsampling to 128²); (3) the same batched (64 images per call): images/s; (4) the one-object
+mask cleaning (elgan/cleanup.py) of a 1024x768 probability map, the app's largest; (5) segment_folder on
 a folder of generated 320x240 JPEGs (decode, forward, two PNGs written per photo): images/s. Median and
 p95 over --runs calls, FLOP floor from this machine's matmul throughput, peak memory.
 """
